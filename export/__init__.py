@@ -1,0 +1,1 @@
+"""Model to artifact: zoo and data, prune, cluster, fine-tune, ONNX export, simplify, quantize, manifest."""
