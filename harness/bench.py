@@ -1,0 +1,222 @@
+"""Measure models on targets: interleaved fresh processes, each result kept as soon as it exists.
+
+Scheduling: every model gets `processes` fresh runner processes per target, in rounds; each round
+visits the models in a new random order, so drift in load or temperature during the run spreads over
+all models instead of favouring whichever ran last. Each finished process goes to the run folder's
+journal at once; a model's rows are written when its last process finishes. Several targets are
+measured in parallel (one thread each), never two measurements at once on one target.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from harness.errors import TargetError
+from harness.measurement import Measurement, ProcessRun, RunSpec
+from harness.modelfile import check_model
+from harness.results import ResultsWriter, SummaryRow, utc_now
+from harness.stats import stability_warnings
+from targets.base import Target
+
+# Runner statuses that will not change in another process: stop retrying that model.
+PERMANENT_FAILURES = {"missing_file", "bad_model", "invalid_graph", "bad_shape", "bad_data", "bad_spec",
+                      "no_onnxruntime", "run_failed"}
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BenchItem:
+    """One model to measure: an ONNX file, or an artifact folder (model.onnx + manifest.json)."""
+
+    model: str
+    variant: str
+    path: Path
+    sha256: str = ""
+    facts: dict[str, Any] = field(default_factory=dict)
+    status: str = "ok"
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def load_item(path: Path, name: str | None = None) -> BenchItem:
+    """Check a model path before any target sees it; a bad one becomes an item with a status."""
+    path = Path(path)
+    manifest: dict[str, Any] = {}
+    model_file = path
+    if path.is_dir() and (path / "model.onnx").exists():
+        model_file = path / "model.onnx"
+        if (path / "manifest.json").exists():
+            manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    variant = name or manifest.get("variant") or (path.name if path.is_dir() else path.stem)
+    model = str(manifest.get("model") or variant)
+    check = check_model(model_file)
+    if not check.ok:
+        return BenchItem(model, variant, model_file, status=check.status, error=check.error)
+    facts = {**check.facts, **{k: v for k, v in manifest.items() if isinstance(v, (int, float, str)) and v != ""}}
+    return BenchItem(model, variant, model_file, check.facts["sha256"], facts)
+
+
+def load_items(paths: Sequence[Path]) -> list[BenchItem]:
+    """Items for the given paths; variant names are made unique (two `model.onnx` in different folders)."""
+    items = [load_item(Path(p)) for p in paths]
+    seen: dict[str, int] = {}
+    out = []
+    for item, path in zip(items, paths):
+        n = seen.get(item.variant, 0)
+        seen[item.variant] = n + 1
+        out.append(item if n == 0 else replace(item, variant=f"{item.variant}#{n + 1}"))
+    return out
+
+
+@dataclass
+class _Pending:
+    item: BenchItem
+    runs: list[ProcessRun] = field(default_factory=list)
+    done: bool = False
+
+
+class Scheduler:
+    """Runs items on one target in interleaved rounds and reports each measurement as it completes."""
+
+    def __init__(self, target: Target, spec: RunSpec, writer: ResultsWriter, run_id: str,
+                 progress: Progress, seed: int = 0, done: Callable[[Target, BenchItem], bool] | None = None,
+                 journal_runs: Callable[[Target, BenchItem], list[ProcessRun]] | None = None) -> None:
+        self.target, self.spec, self.writer, self.run_id = target, spec, writer, run_id
+        self.progress = progress
+        self.rng = random.Random(seed)
+        self.done = done or (lambda t, i: False)
+        self.journal_runs = journal_runs or (lambda t, i: [])
+        self.error: str | None = None  # set when the target became unusable mid-run
+
+    def _finish(self, pending: _Pending, status: str = "ok", error: str | None = None) -> SummaryRow:
+        pending.done = True
+        item = pending.item
+        m = Measurement(
+            run_id=self.run_id, target=self.target.name, model=item.model, variant=item.variant,
+            model_path=str(item.path), spec=self.spec, processes=tuple(sorted(pending.runs, key=lambda p: p.index)),
+            artifact_sha256=item.sha256, model_facts=item.facts, status=status, error=error,
+            timestamp_utc=utc_now(),
+        )
+        s = m.summary()
+        warnings: list[str] = []
+        if s is not None:
+            starts = [p.telemetry_start.get("load_avg_1m") for p in m.processes if p.telemetry_start]
+            loads = [v for v in starts if v is not None]
+            warnings = stability_warnings(s, load_avg=max(loads) if loads else None,
+                                          cores=m.machine.get("cores"))
+            if any(p.throttled for p in m.processes):
+                warnings.append("the board throttled during this measurement: the number is not the board's "
+                                "steady speed; cool it (--cooldown) and measure again")
+        row = self.writer.add(m, warnings)
+        self.progress(f"{self.target.name}: {item.variant}: {_describe(row)}")
+        for w in warnings:
+            self.progress(f"  warning: {w}")
+        return row
+
+    def run(self, items: Sequence[BenchItem]) -> list[SummaryRow]:
+        rows: list[SummaryRow] = []
+        pending: list[_Pending] = []
+        for item in items:
+            if not item.ok:
+                rows.append(self._finish(_Pending(item), item.status, item.error))
+            elif self.done(self.target, item):
+                self.progress(f"{self.target.name}: {item.variant}: already measured, skipped")
+            else:
+                pending.append(_Pending(item, list(self.journal_runs(self.target, item))))
+        total = sum(self.spec.processes - len(p.runs) for p in pending)
+        count = 0
+        try:
+            for index in range(self.spec.processes):
+                order = [p for p in pending if not p.done and len(p.runs) <= index
+                         and all(r.index != index for r in p.runs)]
+                self.rng.shuffle(order)
+                for p in order:
+                    count += 1
+                    self.progress(f"{self.target.name}: [{count}/{total}] {p.item.variant} "
+                                  f"process {index + 1}/{self.spec.processes}")
+                    run = self._measure_once(p.item, index)
+                    p.runs.append(run)
+                    if not run.ok and run.status in PERMANENT_FAILURES:
+                        rows.append(self._finish(p))
+                for p in pending:
+                    if not p.done and len(p.runs) >= self.spec.processes:
+                        rows.append(self._finish(p))
+        except TargetError as exc:
+            self.error = str(exc)
+            for p in pending:
+                if not p.done:
+                    rows.append(self._finish(p, "target_error", self.error))
+            return rows
+        for p in pending:
+            if not p.done:
+                rows.append(self._finish(p))
+        return rows
+
+    def _measure_once(self, item: BenchItem, index: int) -> ProcessRun:
+        runner_spec = self.spec.runner_spec(item.path, accuracy=(index == 0), seed_offset=index)
+        doc = self.target.run(runner_spec, timeout=self.spec.timeout_s)
+        run = ProcessRun.from_runner(index, doc)
+        self.writer.journal({
+            "run_id": self.run_id, "target": self.target.name, "variant": item.variant, "sha256": item.sha256,
+            "settings": self.spec.settings_key(), "process_index": index, "result": doc,
+        })
+        return run
+
+
+def _describe(row: SummaryRow) -> str:
+    if row.status != "ok" or row.latency_ms_median is None:
+        return f"{row.status}: {row.error}"
+    return (f"median {row.latency_ms_median:.4g} ms "
+            f"(95% CI {row.latency_ms_ci95_low:.4g}-{row.latency_ms_ci95_high:.4g}) over {row.n_processes} processes")
+
+
+@dataclass
+class TargetOutcome:
+    target: str
+    rows: list[SummaryRow] = field(default_factory=list)
+    error: str | None = None
+
+
+def measure(items: Sequence[BenchItem], targets: Sequence[Target], spec: RunSpec, writer: ResultsWriter,
+            run_id: str, progress: Progress, seed: int = 0,
+            done: Callable[[Target, BenchItem], bool] | None = None,
+            journal_runs: Callable[[Target, BenchItem], list[ProcessRun]] | None = None) -> list[TargetOutcome]:
+    """Measure every item on every target (targets in parallel); a failing target does not stop the others."""
+    lock = threading.Lock()
+
+    def say(message: str) -> None:
+        with lock:
+            progress(message)
+
+    def one(target: Target) -> TargetOutcome:
+        outcome = TargetOutcome(target.name)
+        scheduler = Scheduler(target, spec, writer, run_id, say, seed, done, journal_runs)
+        try:
+            target.open()
+        except TargetError as exc:
+            outcome.error = str(exc)
+            outcome.rows = [scheduler._finish(_Pending(item), "target_error", outcome.error)
+                            for item in items if not scheduler.done(target, item)]
+            return outcome
+        try:
+            outcome.rows = scheduler.run(items)
+            outcome.error = scheduler.error
+        finally:
+            target.close()
+        return outcome
+
+    if len(targets) == 1:
+        return [one(targets[0])]
+    with ThreadPoolExecutor(max_workers=len(targets)) as pool:
+        return list(pool.map(one, targets))

@@ -1,0 +1,170 @@
+"""The one measurement record: raw samples per process, from which every summary is derived."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import EdgebenchError
+from harness.metrics import classification_metrics
+from harness.stats import Summary, summarize
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """How to measure: the same settings for every model and target of one run."""
+
+    batch_size: int = 1
+    threads: int | None = None  # onnxruntime intra-op threads; None = onnxruntime's default
+    processes: int = 5
+    warmup_iterations: int = 10
+    warmup_time_s: float = 0.2
+    min_iterations: int = 20
+    min_time_s: float = 1.0
+    max_time_s: float = 30.0
+    timeout_s: float = 120.0
+    shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    cpu_affinity: tuple[int, ...] = ()
+    data: Path | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.batch_size >= 1, "--batch must be at least 1"),
+            (self.threads is None or self.threads >= 1, "--threads must be at least 1"),
+            (self.processes >= 1, "--processes must be at least 1"),
+            (self.min_iterations >= 1, "--min-iterations must be at least 1"),
+            (self.min_time_s >= 0, "--min-time must not be negative"),
+            (self.max_time_s >= self.min_time_s, "--max-time must be at least --min-time"),
+            (self.timeout_s > self.max_time_s, "--timeout must exceed --max-time (the runner also starts up)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise EdgebenchError(message)
+
+    def settings_key(self) -> dict[str, Any]:
+        """What must match for an earlier measurement to count as the same one (resume)."""
+        return {
+            "batch_size": self.batch_size,
+            "threads": self.threads,
+            "processes": self.processes,
+            "min_time_s": self.min_time_s,
+            "min_iterations": self.min_iterations,
+            "shapes": [list(s) for s in self.shapes],
+            "cpu_affinity": list(self.cpu_affinity),
+            "data": str(self.data) if self.data else None,
+        }
+
+    def runner_spec(self, model: Path, *, accuracy: bool = False, seed_offset: int = 0) -> dict[str, Any]:
+        files = {"model": str(model)}
+        if self.data is not None:
+            files["data"] = str(self.data)
+        return {
+            "mode": "bench",
+            "files": files,
+            "batch": self.batch_size,
+            "shapes": {name: list(dims) for name, dims in self.shapes},
+            "inputs": {"source": "random", "seed": self.seed + seed_offset},
+            "intra_op_threads": self.threads,
+            "inter_op_threads": 1,
+            "cpu_affinity": list(self.cpu_affinity),
+            "warmup": {"min_iterations": self.warmup_iterations, "min_time_s": self.warmup_time_s},
+            "min_iterations": self.min_iterations,
+            "min_time_s": self.min_time_s,
+            "max_time_s": self.max_time_s,
+            "accuracy": accuracy and self.data is not None,
+        }
+
+
+@dataclass(frozen=True)
+class ProcessRun:
+    """One fresh runner process: its raw timings and what the machine looked like."""
+
+    index: int
+    status: str
+    error: str | None = None
+    latencies_ms: tuple[float, ...] = ()
+    warmup_ms: tuple[float, ...] = ()
+    init_ms: float | None = None
+    first_inference_ms: float | None = None
+    throughput_ips: float | None = None
+    rss_before_session_mb: float | None = None
+    session_rss_mb: float | None = None
+    peak_rss_mb: float | None = None
+    telemetry_start: dict[str, Any] = field(default_factory=dict)
+    telemetry_end: dict[str, Any] = field(default_factory=dict)
+    machine: dict[str, Any] = field(default_factory=dict)
+    accuracy: dict[str, Any] | None = None
+
+    @classmethod
+    def from_runner(cls, index: int, doc: dict[str, Any]) -> ProcessRun:
+        ns = lambda key: tuple(v / 1e6 for v in doc.get(key) or ())  # noqa: E731
+        return cls(
+            index=index,
+            status=str(doc.get("status", "crashed")),
+            error=doc.get("error"),
+            latencies_ms=ns("latencies_ns"),
+            warmup_ms=ns("warmup_ns"),
+            init_ms=doc.get("init_ms"),
+            first_inference_ms=doc.get("first_inference_ms"),
+            throughput_ips=doc.get("throughput_ips"),
+            rss_before_session_mb=doc.get("rss_before_session_mb"),
+            session_rss_mb=doc.get("rss_after_session_mb"),
+            peak_rss_mb=doc.get("peak_rss_mb"),
+            telemetry_start=doc.get("telemetry_start") or {},
+            telemetry_end=doc.get("telemetry_end") or {},
+            machine=doc.get("machine") or {},
+            accuracy=doc.get("accuracy"),
+        )
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def throttled(self) -> bool:
+        """Throttling was on at the end, or began during this process (the since-boot flags grew)."""
+        start = (self.telemetry_start.get("throttle") or {}).get("flags") or []
+        end = self.telemetry_end.get("throttle") or {}
+        return bool(end.get("throttled_now")) or bool(set(end.get("flags") or []) - set(start))
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One model (variant) on one target with one setting: every process's raw samples."""
+
+    run_id: str
+    target: str
+    model: str
+    variant: str
+    model_path: str
+    spec: RunSpec
+    processes: tuple[ProcessRun, ...]
+    artifact_sha256: str = ""
+    model_facts: dict[str, Any] = field(default_factory=dict)
+    status: str = "ok"
+    error: str | None = None
+    timestamp_utc: str = ""
+
+    @property
+    def ok_processes(self) -> tuple[ProcessRun, ...]:
+        return tuple(p for p in self.processes if p.ok and p.latencies_ms)
+
+    @property
+    def machine(self) -> dict[str, Any]:
+        for p in self.processes:
+            if p.machine:
+                return p.machine
+        return {}
+
+    def summary(self) -> Summary | None:
+        runs = self.ok_processes
+        return summarize([p.latencies_ms for p in runs]) if runs else None
+
+    def quality(self) -> dict[str, float] | None:
+        """Accuracy and friends from the runner's confusion matrix (first process that counted one)."""
+        for p in self.processes:
+            if p.accuracy and p.accuracy.get("confusion"):
+                return classification_metrics(p.accuracy["confusion"])
+        return None
