@@ -167,11 +167,11 @@ class SshTarget(Target):
             opts += ["-l", self.user]
         return opts
 
-    def _ssh(self, *extra: str) -> list[str]:
+    def _ssh(self, remote_command: str) -> list[str]:
         assert self._ctl_dir is not None
         # ControlMaster=no: use the master if it is there, never start a second one in the foreground.
         return ["ssh", *self._options(), "-o", f"ControlPath={self._ctl_dir / 'cm'}", "-o", "ControlMaster=no",
-                *extra, "--", self.host]  # fmt: skip
+                "--", self.host, remote_command]  # fmt: skip
 
     def destination(self) -> dict[str, str]:
         """The effective user, hostname, port and known_hosts file from `ssh -G` (no connection made)."""
@@ -251,7 +251,7 @@ class SshTarget(Target):
         with self._lock:
             self.connect()
             info = self.probe().get("machine") or {}
-            problem = usability_problem(info)
+            problem = usability_problem(info, self.name)
             if problem:
                 raise SshError(f"{self.name}: {problem}", "remote")
 
@@ -336,7 +336,10 @@ class SshTarget(Target):
             self.connect()
             remote_spec = dict(spec)
             files = dict(spec.get("files") or {})
-            bundles = {key: bundle_for(Path(path)) for key, path in files.items()}
+            try:
+                bundles = {key: bundle_for(Path(path)) for key, path in files.items()}
+            except OSError as exc:
+                return failure("missing_file", f"cannot read {exc.filename}: {exc.strerror}")
             runner = self._runner()
             if bundles:
                 self._stage(list(bundles.values()))
@@ -395,7 +398,7 @@ if command -v timeout >/dev/null 2>&1; then timeout -k 5 {limit} "$py" runner.py
         return self._execute({"mode": "probe"}, timeout)
 
 
-def usability_problem(machine: dict[str, Any]) -> str | None:
+def usability_problem(machine: dict[str, Any], target_name: str = "T") -> str | None:
     """What stops the runner from measuring on a machine the probe described, with the fix; None if fine."""
     version = machine.get("python") or "0"
     try:
@@ -408,7 +411,7 @@ def usability_problem(machine: dict[str, Any]) -> str | None:
     missing = [m for m in ("numpy", "onnxruntime") if not machine.get(m)]
     if missing:
         return (
-            f"{' and '.join(missing)} missing for {exe}: run `edgebench doctor --target T --provision` "
+            f"{' and '.join(missing)} missing for {exe}: run `edgebench doctor --target {target_name} --provision` "
             f"(a venv in ~/{REMOTE_CACHE}/venv) or `{exe} -m pip install {' '.join(missing)}`"
         )
     return None
