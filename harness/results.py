@@ -205,11 +205,12 @@ def summary_row(m: Measurement, warnings: Iterable[str] = ()) -> SummaryRow:
     )
 
 
-def sample_rows(m: Measurement) -> Iterator[SampleRow]:
+def sample_rows(m: Measurement) -> Iterator[tuple]:
+    """samples.csv rows as tuples in SAMPLE_COLUMNS order (one per timed call: no per-row objects)."""
     for p in m.ok_processes:
+        head = (SCHEMA_VERSION, m.run_id, m.target, m.variant, m.spec.batch_size, m.spec.threads, p.index)
         for i, value in enumerate(p.latencies_ms):
-            yield SampleRow(SCHEMA_VERSION, m.run_id, m.target, m.variant, m.spec.batch_size, m.spec.threads,
-                            p.index, i, round(value, 6))
+            yield head + (i, round(value, 6))
 
 
 # ---------------------------------------------------------------- durable file writes
@@ -249,7 +250,10 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def append_csv(path: Path, columns: tuple[str, ...], rows: Iterable[Any]) -> None:
-    """Append dataclass rows; write the header first when the file is new, refuse a foreign header."""
+    """Append rows (dataclasses, or tuples in column order); header first when the file is new.
+
+    A file with another header is refused rather than appended to (it belongs to another schema).
+    """
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     if not path.exists() or path.stat().st_size == 0:
@@ -263,8 +267,8 @@ def append_csv(path: Path, columns: tuple[str, ...], rows: Iterable[Any]) -> Non
                 "write to a new folder with --out"
             )
     for row in rows:
-        record = dataclasses.asdict(row) if dataclasses.is_dataclass(row) else row
-        writer.writerow([_cell(record.get(c)) for c in columns])
+        values = [getattr(row, c) for c in columns] if dataclasses.is_dataclass(row) else row
+        writer.writerow([_cell(v) for v in values])
     _fsync_append(path, buf.getvalue())
 
 

@@ -82,18 +82,31 @@ def bootstrap_median_ci(
     """Percentile-bootstrap CI of the pooled median, resampling groups, then samples within each.
 
     With one group this is the ordinary bootstrap of the median. With several, the between-process
-    variation (the dominant noise here) widens the interval as it should.
+    variation (the dominant noise here) widens the interval as it should. Long groups are thinned to
+    evenly spaced quantiles and resampled with multinomial counts that add up to the group's real
+    size, so the interval keeps the width of the full sample at a fraction of the cost.
     """
-    arrays = [_thin(np.asarray(g, dtype=np.float64)) for g in groups if len(g)]
-    if not arrays:
+    originals = [np.asarray(g, dtype=np.float64) for g in groups if len(g)]
+    if not originals:
         return (math.nan, math.nan)
+    thinned = [_thin(g) for g in originals]
+    sizes = [g.size for g in originals]
+    pooled = np.concatenate(thinned)
+    order = np.argsort(pooled, kind="stable")
+    sorted_values = pooled[order]
+    offsets = np.cumsum([0] + [t.size for t in thinned])
+    uniform = [np.full(t.size, 1.0 / t.size) for t in thinned]
     rng = np.random.default_rng(seed)
-    k = len(arrays)
+    k = len(thinned)
     stats = np.empty(n_boot)
+    weights = np.zeros(pooled.size)
     for b in range(n_boot):
-        picks = rng.integers(0, k, size=k) if k > 1 else np.zeros(1, dtype=int)
-        parts = [arrays[i][rng.integers(0, arrays[i].size, size=arrays[i].size)] for i in picks]
-        stats[b] = np.median(np.concatenate(parts))
+        weights[:] = 0
+        picks = rng.integers(0, k, size=k) if k > 1 else (0,)
+        for i in picks:
+            weights[offsets[i]:offsets[i + 1]] += rng.multinomial(sizes[i], uniform[i])
+        cumulative = np.cumsum(weights[order])
+        stats[b] = sorted_values[np.searchsorted(cumulative, cumulative[-1] / 2.0)]
     alpha = (1.0 - level) / 2.0
     return float(np.quantile(stats, alpha)), float(np.quantile(stats, 1.0 - alpha))
 

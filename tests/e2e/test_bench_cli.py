@@ -1,0 +1,143 @@
+"""`edgebench bench` end to end: a real subprocess, real runner processes, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests import onnx_models
+
+FAST = ["--processes", "2", "--min-time", "0.1", "--min-iterations", "5", "-q"]
+
+
+def edgebench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *words: str) -> None:
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ") and "Traceback" not in proc.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def test_bench_a_model_with_accuracy(tmp_path):
+    model = onnx_models.mlp(tmp_path / "mlp.onnx")
+    data = onnx_models.digits_npz(tmp_path / "digits.npz", n=100)
+    out = tmp_path / "out"
+    proc = edgebench("bench", model, "--data", data, "--out", out, *FAST)
+    assert proc.returncode == 0, proc.stderr
+    assert "median ms" in proc.stdout and "mlp" in proc.stdout
+    summary = pd.read_csv(out / "summary.csv")
+    row = summary.iloc[0]
+    assert row["status"] == "ok" and row["n_processes"] == 2 and row["variant"] == "mlp"
+    assert 0 < row["latency_ms_ci95_low"] <= row["latency_ms_median"] <= row["latency_ms_ci95_high"]
+    assert 0 <= row["accuracy"] <= 1 and row["params"] == 64 * 256 + 256 * 10
+    assert row["model_bytes"] == model.stat().st_size and row["throughput_ips"] > 0
+    samples = pd.read_csv(out / "samples.csv")
+    assert len(samples) == row["n_samples"] and set(samples["process_index"]) == {0, 1}
+    assert json.loads((out / "machine.json").read_text())["targets"]["local"]["cores"] >= 1
+    stats = subprocess.run([sys.executable, "-m", "pyperf", "stats", out / "pyperf.json"], capture_output=True)
+    assert stats.returncode == 0
+
+
+def test_the_console_script_is_the_same_command(tmp_path):
+    exe = shutil.which("edgebench", path=str(Path(sys.executable).parent))
+    if exe is None:
+        pytest.fail("the edgebench console script is not installed next to this Python")
+    a = subprocess.run([exe, "--help"], capture_output=True, text=True)
+    b = edgebench("--help")
+    assert a.returncode == b.returncode == 0
+    assert a.stdout.replace(Path(exe).name, "edgebench") == b.stdout.replace("__main__.py", "edgebench")
+
+
+def test_a_failing_model_becomes_a_row_and_the_others_are_measured(tmp_path):
+    good = onnx_models.identity(tmp_path / "good.onnx")
+    (tmp_path / "junk.onnx").write_text("hello")
+    out = tmp_path / "out"
+    proc = edgebench("bench", good, tmp_path / "junk.onnx", "--out", out, *FAST)
+    assert_one_line_error(proc, "junk", "not an ONNX file", "1 of 2")
+    rows = pd.read_csv(out / "summary.csv").set_index("variant")
+    assert rows.loc["good", "status"] == "ok" and rows.loc["junk", "status"] == "bad_model"
+    assert "good" in proc.stdout  # the table still shows what was measured
+
+
+@pytest.mark.parametrize("case, words", [
+    ("missing", ["no such file"]),
+    ("not_onnx", ["not an ONNX file"]),
+    ("invalid_graph", ["not a valid ONNX graph"]),
+    ("bad_shape", ["does not fit"]),
+])
+def test_bad_input_gives_one_line_and_no_traceback(tmp_path, case, words):
+    model = onnx_models.mlp(tmp_path / "mlp.onnx")
+    args = [model]
+    if case == "missing":
+        args = [tmp_path / "nope.onnx"]
+    elif case == "not_onnx":
+        (tmp_path / "x.onnx").write_bytes(os.urandom(64))
+        args = [tmp_path / "x.onnx"]
+    elif case == "invalid_graph":
+        import onnx
+
+        proto = onnx.load(str(model))
+        proto.graph.node[1].input[1] = "no_such_tensor"
+        onnx.save(proto, str(tmp_path / "broken.onnx"))
+        args = [tmp_path / "broken.onnx"]
+    elif case == "bad_shape":
+        args = [model, "--shape", "x=1,3,8,8"]
+    proc = edgebench("bench", *args, "--out", tmp_path / "out", *FAST)
+    assert_one_line_error(proc, *words)
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    proc = edgebench("--debug", "bench", tmp_path / "m.onnx", "--data", tmp_path / "none.npz")
+    assert proc.returncode == 2 and "Traceback" in proc.stderr and "error: --data" in proc.stderr
+
+
+def test_bad_flags_are_refused_before_measuring(tmp_path):
+    model = onnx_models.identity(tmp_path / "id.onnx")
+    assert_one_line_error(edgebench("bench", model, "--processes", "0"), "--processes")
+    proc = edgebench("bench", model, "--shape", "x=oops")
+    assert proc.returncode == 2 and "NAME=D0,D1" in proc.stderr
+
+
+def test_a_runner_that_times_out_is_reported(tmp_path):
+    model = onnx_models.identity(tmp_path / "id.onnx")
+    slow = tmp_path / "slowpython"
+    slow.write_text(f"#!/bin/sh\nsleep 30\nexec {sys.executable} \"$@\"\n")
+    slow.chmod(0o755)
+    start = time.monotonic()
+    proc = edgebench("bench", model, "--python", slow, "--timeout", "2", "--max-time", "1", "--out",
+                     tmp_path / "out", *FAST)
+    assert time.monotonic() - start < 20
+    assert_one_line_error(proc, "longer than 2 s", "--timeout")
+    assert pd.read_csv(tmp_path / "out" / "summary.csv").loc[0, "status"] == "timeout"
+
+
+def test_an_interrupted_run_keeps_what_it_measured(tmp_path):
+    models = [onnx_models.mlp(tmp_path / f"m{i}.onnx", seed=i) for i in range(3)]
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "bench", *map(str, models), "--out", str(out),
+                             "--processes", "3", "--min-time", "0.3", "-q"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    journal = out / "processes.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not journal.exists() or len(journal.read_text().splitlines()) < 4):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "resume" in err and "Traceback" not in err
+    lines = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert len(lines) >= 4 and all(rec["result"]["status"] == "ok" for rec in lines)
