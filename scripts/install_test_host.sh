@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# System packages the real-parts tests use: an OpenSSH server and client (loopback sshd tests) and
+# user-mode QEMU + debootstrap (the emulated arm64 board). Installs them when run as root and they
+# are missing; otherwise says what is missing (those tests then skip, except under CI=true).
+set -euo pipefail
+need=()
+command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
+command -v qemu-aarch64-static >/dev/null 2>&1 || need+=(qemu-user-static)
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+command -v update-binfmts >/dev/null 2>&1 || need+=(binfmt-support)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+else
+  echo "note: the SSH and arm64-board tests need: ${need[*]} (apt-get install as root); they will be skipped" >&2
+fi
