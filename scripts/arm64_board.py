@@ -1,0 +1,342 @@
+#!/usr/bin/env python3
+"""An emulated Raspberry-Pi-like arm64 board: Debian bookworm aarch64 under user-mode QEMU, with sshd.
+
+    sudo python3 scripts/arm64_board.py build            # ~6 min once; then cached as a tarball
+    sudo python3 scripts/arm64_board.py start --dir D    # prints the ssh alias and config; Ctrl-C stops
+
+The board has python3, a venv in /home/pi/.cache/edgebench/venv with numpy and onnxruntime's aarch64
+wheel from PyPI (so SshTarget uses it as on a provisioned Pi), a fake `vcgencmd` (temperature from
+/etc/edgebench/fake-temp, throttle bits from /etc/edgebench/fake-throttled) and fake thermal and
+cpufreq files under /sys, so the runner's telemetry path runs. Timings under emulation mean nothing.
+
+Facts this relies on (measured): binfmt_misc must be mounted and qemu-aarch64 enabled (with the F flag
+that Debian's qemu-user-static registers, the interpreter works inside a chroot); `import onnxruntime`
+segfaults under QEMU unless /proc/cpuinfo inside the chroot describes an ARM CPU, so a Pi 4's
+cpuinfo is bind-mounted over it; pip in the chroot needs the host's CA bundle.
+
+Every mount is made inside a private mount namespace (`unshare --mount`) that belongs to the sshd
+process: when it and its sessions are stopped (by PID), the kernel drops the mounts, so a crashed
+test leaves nothing mounted on the host. Needs root, qemu-user-static, debootstrap, binfmt-support.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CPUINFO = HERE / "pi4_cpuinfo.txt"
+SUITE = "bookworm"
+MIRROR = os.environ.get("EDGEBENCH_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+INCLUDE = "python3,python3-venv,openssh-server,openssh-sftp-server,ca-certificates"
+USER, UID = "pi", 1000
+VENV = f"/home/{USER}/.cache/edgebench/venv"
+PACKAGES = ("numpy", "onnxruntime")
+# Bump when the board's contents change, so a stale cached tarball is rebuilt.
+BOARD_VERSION = 1
+
+
+def default_cache() -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "edgebench" / f"arm64-board-v{BOARD_VERSION}.tar.gz"
+
+
+def missing_requirements() -> str | None:
+    """Why the board cannot run here, or None."""
+    if os.geteuid() != 0:
+        return "the emulated arm64 board needs root (chroot, mounts, sshd)"
+    for tool in ("unshare", "chroot", "tar"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed"
+    if not Path("/usr/bin/qemu-aarch64-static").exists() and not Path("/usr/bin/qemu-aarch64").exists():
+        return "qemu-user-static is not installed: apt-get install qemu-user-static binfmt-support debootstrap"
+    return None
+
+
+def ensure_binfmt() -> None:
+    """Mount binfmt_misc and enable qemu-aarch64 (idempotent)."""
+    status = Path("/proc/sys/fs/binfmt_misc/status")
+    if not status.exists():
+        subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", "/proc/sys/fs/binfmt_misc"], check=True)
+    entry = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
+    if not entry.exists() or not entry.read_text().startswith("enabled"):
+        if shutil.which("update-binfmts"):
+            subprocess.run(["update-binfmts", "--enable", "qemu-aarch64"], check=True)
+    if not entry.exists() or not entry.read_text().startswith("enabled"):
+        raise RuntimeError("qemu-aarch64 is not registered with binfmt_misc: apt-get install qemu-user-static binfmt-support")
+
+
+def in_board(root: Path, command: str, **kwargs: object) -> subprocess.CompletedProcess:
+    """Run `sh -c command` inside the board's chroot, with /proc and the ARM cpuinfo mounted privately."""
+    r = shlex.quote(str(root))
+    setup = (f"mount -t proc proc {r}/proc && mount --bind {r}/etc/edgebench/cpuinfo {r}/proc/cpuinfo && "
+             f"exec chroot {r} /bin/sh -c {shlex.quote(command)}")  # fmt: skip
+    return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", setup], **kwargs)
+
+
+# ---------------------------------------------------------------------- building the root filesystem
+
+
+def debootstrap(root: Path) -> None:
+    if (root / "usr/bin/python3").exists() and not (root / "debootstrap").exists():
+        return  # a finished rootfs (second stage done) is reused
+    subprocess.run(["debootstrap", "--arch=arm64", "--variant=minbase", f"--include={INCLUDE}", "--foreign",
+                    SUITE, str(root), MIRROR], check=True)  # fmt: skip
+    subprocess.run(["chroot", str(root), "/debootstrap/debootstrap", "--second-stage"], check=True)
+
+
+def _write(path: Path, text: str, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(mode)
+
+
+def customize(root: Path) -> None:
+    """User pi, the ARM cpuinfo, fake Pi sensors, sshd config, and the venv with numpy + onnxruntime."""
+    eb = root / "etc/edgebench"
+    eb.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(CPUINFO, eb / "cpuinfo")
+    _write(eb / "fake-temp", "48.3\n")
+    _write(eb / "fake-throttled", "0x50000\n")
+    _write(root / "usr/local/bin/vcgencmd", """#!/bin/sh
+# Fake Raspberry Pi vcgencmd for the emulated board (edgebench tests); values come from /etc/edgebench.
+case "$1" in
+  measure_temp) echo "temp=$(cat /etc/edgebench/fake-temp)'C" ;;
+  get_throttled) echo "throttled=$(cat /etc/edgebench/fake-throttled)" ;;
+  *) echo "Command not registered" >&2; exit 1 ;;
+esac
+""", 0o755)  # fmt: skip
+    # /sys is not mounted in the board, so these plain files are what the runner reads.
+    _write(root / "sys/class/thermal/thermal_zone0/type", "cpu-thermal\n")
+    _write(root / "sys/class/thermal/thermal_zone0/temp", "48312\n")
+    cpu0 = root / "sys/devices/system/cpu/cpu0/cpufreq"
+    _write(cpu0 / "scaling_governor", "ondemand\n")
+    _write(cpu0 / "scaling_cur_freq", "1500000\n")
+    _write(cpu0 / "cpuinfo_max_freq", "1500000\n")
+    _write(eb / "sshd_config", f"""ListenAddress 127.0.0.1
+HostKey /etc/ssh/ssh_host_ed25519_key
+PidFile /run/edgebench-sshd.pid
+AuthorizedKeysFile .ssh/authorized_keys
+AllowUsers {USER}
+StrictModes no
+UsePAM no
+PermitRootLogin no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+Subsystem sftp /usr/lib/openssh/sftp-server
+""")  # fmt: skip
+    passwd = (root / "etc/passwd").read_text()
+    if not any(line.startswith(f"{USER}:") for line in passwd.splitlines()):
+        # Edited directly: minbase has no useradd. `*`: no password can log in, and the account is not locked.
+        with open(root / "etc/passwd", "a") as f:
+            f.write(f"{USER}:x:{UID}:{UID}:Raspberry Pi user:/home/{USER}:/bin/bash\n")
+        with open(root / "etc/group", "a") as f:
+            f.write(f"{USER}:x:{UID}:\n")
+        with open(root / "etc/shadow", "a") as f:
+            f.write(f"{USER}:*:19800:0:99999:7:::\n")
+    (root / f"home/{USER}/.ssh").mkdir(parents=True, exist_ok=True)
+    (root / "run/sshd").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile("/etc/resolv.conf", root / "etc/resolv.conf")
+    ca = Path(os.environ.get("PIP_CERT") or "/etc/ssl/certs/ca-certificates.crt")
+    shutil.copyfile(ca, eb / "host-ca.crt")
+    # A clean environment: the host's PIP_*/SSL_* variables name host paths that mean other files here.
+    host_ca = "/etc/edgebench/host-ca.crt"
+    env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8",
+           "PIP_CERT": host_ca, "SSL_CERT_FILE": host_ca, "REQUESTS_CA_BUNDLE": host_ca,
+           "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_DEFAULT_TIMEOUT": "180", "PIP_NO_INPUT": "1"}
+    for key in ("PIP_INDEX_URL", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy"):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    pip = f"{VENV}/bin/python -m pip install --no-cache-dir"
+    in_board(root, f"set -e; [ -x {VENV}/bin/python ] || python3 -m venv {VENV}; {pip} {' '.join(PACKAGES)}; "
+                   f"chown -R {UID}:{UID} /home/{USER}", check=True, env=env)  # fmt: skip
+    check = in_board(root, f"{VENV}/bin/python -c 'import onnxruntime, numpy, platform; "
+                           "print(platform.machine(), onnxruntime.__version__, numpy.__version__)'",
+                     capture_output=True, text=True)  # fmt: skip
+    if check.returncode != 0:
+        raise RuntimeError(f"onnxruntime does not import on the board: {check.stderr.strip()[-500:]}")
+    print("board:", check.stdout.strip())
+
+
+def build(cache: Path, rootfs: Path | None = None) -> Path:
+    """Make the cached board tarball (debootstrap + customize); returns its path."""
+    ensure_binfmt()
+    work = Path(tempfile.mkdtemp(prefix="edgebench-board-build-"))
+    root = rootfs or work / "rootfs"
+    try:
+        debootstrap(root)
+        customize(root)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        part = cache.with_name(cache.name + ".part")
+        subprocess.run(["tar", "--numeric-owner", "--one-file-system", "-czf", str(part), "-C", str(root), "."],
+                       check=True)  # fmt: skip
+        part.replace(cache)
+    finally:
+        if rootfs is None:
+            shutil.rmtree(work, ignore_errors=True)
+    return cache
+
+
+# ---------------------------------------------------------------------- running it
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Board:
+    """A running board: its root filesystem under `workdir/rootfs` and sshd on 127.0.0.1:port."""
+
+    alias = "pi-emu"
+
+    def __init__(self, workdir: Path, cache: Path | None = None) -> None:
+        self.dir = Path(workdir)
+        self.cache = cache or default_cache()
+        self.root = self.dir / "rootfs"
+        self.port = free_port()
+        self.client_key = self.dir / "id_ed25519"
+        self.known_hosts = self.dir / "known_hosts"
+        self.ssh_config = self.dir / "ssh_config"
+        self.log = self.dir / "sshd.log"
+        self.proc: subprocess.Popen | None = None
+
+    def prepare(self) -> None:
+        """Unpack the cached rootfs (building it first if absent) and install a fresh login key."""
+        problem = missing_requirements()
+        if problem:
+            raise RuntimeError(problem)
+        ensure_binfmt()
+        if not self.cache.exists():
+            build(self.cache)
+        self.root.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["tar", "--numeric-owner", "-xzf", str(self.cache), "-C", str(self.root)], check=True)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "edgebench-board", "-f",
+                        str(self.client_key)], check=True)  # fmt: skip
+        auth = self.root / f"home/{USER}/.ssh/authorized_keys"
+        shutil.copyfile(self.client_key.with_suffix(".pub"), auth)
+        os.chown(auth, UID, UID)
+        host_key = (self.root / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()
+        self.known_hosts.write_text(f"[127.0.0.1]:{self.port} {host_key[0]} {host_key[1]}\n")
+        self.ssh_config.write_text(f"""Host {self.alias}
+    HostName 127.0.0.1
+    Port {self.port}
+    User {USER}
+    IdentityFile {self.client_key}
+    IdentitiesOnly yes
+    UserKnownHostsFile {self.known_hosts}
+    GlobalKnownHostsFile /dev/null
+    IdentityAgent none
+""")  # fmt: skip
+
+    def start(self, timeout: float = 60.0) -> int:
+        r = shlex.quote(str(self.root))
+        setup = (f"mount -t proc proc {r}/proc && mount --bind {r}/etc/edgebench/cpuinfo {r}/proc/cpuinfo && "
+                 f"exec chroot {r} /usr/sbin/sshd -D -e -f /etc/edgebench/sshd_config -o Port={self.port}")
+        with open(self.log, "wb") as log:
+            # unshare and sh exec into sshd, so this PID is sshd's own.
+            self.proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", setup],
+                                         stdin=subprocess.DEVNULL, stdout=log, stderr=log)  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the board's sshd exited with code {self.proc.returncode}: {self.log_tail()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+                    if s.recv(64).startswith(b"SSH-"):
+                        return self.proc.pid
+            except OSError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"the board's sshd did not answer on 127.0.0.1:{self.port} in {timeout} s: {self.log_tail()}")
+
+    def set_temperature(self, celsius: float) -> None:
+        (self.root / "etc/edgebench/fake-temp").write_text(f"{celsius:.1f}\n")
+
+    def log_tail(self) -> str:
+        try:
+            return " | ".join(self.log.read_text(errors="replace").strip().splitlines()[-5:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self) -> None:
+        """Stop sshd and every process it started, by PID; the private mounts go with them."""
+        if self.proc is None:
+            return
+        for pid in [*_descendants(self.proc.pid), self.proc.pid]:
+            try:
+                os.kill(pid, signal.SIGKILL if pid != self.proc.pid else signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _descendants(pid: int) -> list[int]:
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [pid]
+    while frontier:
+        kids = [p for p, pp in parents.items() if pp in frontier]
+        found += kids
+        frontier = kids
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("action", choices=["build", "start"])
+    parser.add_argument("--cache", type=Path, default=None, help=f"board tarball (default {default_cache()})")
+    parser.add_argument("--rootfs", type=Path, help="build: reuse (or create) this root filesystem folder")
+    parser.add_argument("--dir", type=Path, help="start: working folder (default: a new temp folder)")
+    args = parser.parse_args(argv)
+    problem = missing_requirements()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    cache = args.cache or default_cache()
+    if args.action == "build":
+        t0 = time.monotonic()
+        print(f"built {build(cache, args.rootfs)} in {time.monotonic() - t0:.0f} s")
+        return 0
+    board = Board(args.dir or Path(tempfile.mkdtemp(prefix="edgebench-board-")), cache)
+    board.prepare()
+    pid = board.start()
+    print(f"board sshd pid {pid} on 127.0.0.1:{board.port}; try: ssh -F {board.ssh_config} {board.alias} uname -m")
+    print("Ctrl-C stops it")
+    try:
+        board.proc.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        board.remove()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
