@@ -65,6 +65,8 @@ def add_measure_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-time", type=_positive_float, default=1.0, metavar="S", help="timed seconds per process (1)")
     p.add_argument("--max-time", type=_positive_float, default=30.0, metavar="S", help="cap per process (30)")
     p.add_argument("--min-iterations", type=int, default=20, metavar="N", help="timed calls per process, at least")
+    p.add_argument("--max-iterations", type=int, default=10_000, metavar="N",
+                   help="timed calls per process, at most (10000)")
     p.add_argument("--timeout", type=_positive_float, default=120.0, metavar="S",
                    help="stop a runner process after this long (120)")
     p.add_argument("--shape", type=_shape, action="append", default=[], metavar="NAME=D0,D1,...",
@@ -79,7 +81,8 @@ def run_spec_from(args: argparse.Namespace, data: Path | None = None):
 
     return RunSpec(
         batch_size=args.batch, threads=args.threads, processes=args.processes, min_time_s=args.min_time,
-        max_time_s=max(args.max_time, args.min_time), min_iterations=args.min_iterations, timeout_s=args.timeout,
+        max_time_s=max(args.max_time, args.min_time), min_iterations=args.min_iterations,
+        max_iterations=max(args.max_iterations, args.min_iterations), timeout_s=args.timeout,
         shapes=tuple(args.shape), cpu_affinity=tuple(args.cpu), data=data, seed=args.seed,
     )
 
