@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import traceback
 from collections.abc import Sequence
@@ -10,6 +11,11 @@ from pathlib import Path
 
 from harness import __version__
 from harness.errors import EdgebenchError
+
+# Subcommands that live beside the code they drive: each module has configure(parser) and run(args).
+SUBCOMMAND_MODULES = [
+    ("compress", "export.cli", "build compressed ONNX variants of a PyTorch model"),
+]
 
 EXIT_MEASUREMENT_FAILED = 1
 EXIT_INTERRUPTED = 130
@@ -152,16 +158,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_measure_options(p)
     p.set_defaults(func=cmd_bench)
 
-    try:
-        from export import cli as compress_cli
-    except ImportError:
-        compress_cli = None
-    if compress_cli is not None:
-        p = sub.add_parser("compress", help="build compressed ONNX variants of a PyTorch model",
-                           description="Prune, cluster, fine-tune, export, simplify and quantize a model into "
-                                       "DIR/<variant>/model.onnx + manifest.json and DIR/artifacts.csv.")
-        compress_cli.configure(p)
-        p.set_defaults(func=compress_cli.run)
+    for name, module, help_text in SUBCOMMAND_MODULES:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:  # a missing dependency inside the module is a real error
+                raise
+            continue
+        p = sub.add_parser(name, help=help_text, description=(mod.__doc__ or help_text).strip().splitlines()[0])
+        mod.configure(p)
+        p.set_defaults(func=mod.run)
     return parser
 
 
