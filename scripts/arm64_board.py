@@ -100,8 +100,8 @@ def _write(path: Path, text: str, mode: int = 0o644) -> None:
     path.chmod(mode)
 
 
-def customize(root: Path) -> None:
-    """User pi, the ARM cpuinfo, fake Pi sensors, sshd config, and the venv with numpy + onnxruntime."""
+def install_fakes(root: Path) -> None:
+    """The ARM cpuinfo, fake Pi sensors and the sshd config: cheap, so redone on every start."""
     eb = root / "etc/edgebench"
     eb.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(CPUINFO, eb / "cpuinfo")
@@ -109,11 +109,13 @@ def customize(root: Path) -> None:
     _write(eb / "fake-throttled", "0x50000\n")
     _write(root / "usr/local/bin/vcgencmd", """#!/bin/sh
 # Fake Raspberry Pi vcgencmd for the emulated board (edgebench tests); values come from /etc/edgebench.
+# Each call is logged after its answer, so a test can act right after the runner read its telemetry.
 case "$1" in
   measure_temp) echo "temp=$(cat /etc/edgebench/fake-temp)'C" ;;
   get_throttled) echo "throttled=$(cat /etc/edgebench/fake-throttled)" ;;
   *) echo "Command not registered" >&2; exit 1 ;;
 esac
+echo "$1" >> /tmp/edgebench-vcgencmd.calls 2>/dev/null
 """, 0o755)  # fmt: skip
     # /sys is not mounted in the board, so these plain files are what the runner reads.
     _write(root / "sys/class/thermal/thermal_zone0/type", "cpu-thermal\n")
@@ -134,6 +136,12 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 Subsystem sftp /usr/lib/openssh/sftp-server
 """)  # fmt: skip
+
+
+def customize(root: Path) -> None:
+    """User pi, the fakes above, and the venv with numpy + onnxruntime (the slow part, cached)."""
+    install_fakes(root)
+    eb = root / "etc/edgebench"
     passwd = (root / "etc/passwd").read_text()
     if not any(line.startswith(f"{USER}:") for line in passwd.splitlines()):
         # Edited directly: minbase has no useradd. `*`: no password can log in, and the account is not locked.
@@ -221,6 +229,7 @@ class Board:
             build(self.cache)
         self.root.mkdir(parents=True, exist_ok=True)
         subprocess.run(["tar", "--numeric-owner", "-xzf", str(self.cache), "-C", str(self.root)], check=True)
+        install_fakes(self.root)
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "edgebench-board", "-f",
                         str(self.client_key)], check=True)  # fmt: skip
         auth = self.root / f"home/{USER}/.ssh/authorized_keys"
