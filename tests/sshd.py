@@ -46,8 +46,21 @@ def processes_of(user: str, needle: str) -> list[int]:
 
 
 def session_pids(sshd: LoopbackSshd) -> list[int]:
-    """The per-connection sshd processes the listener forked (killing them drops the connection)."""
-    return sshd_loopback._children(sshd.pid())
+    """The per-connection sshd processes under the listener: the privileged monitor and the user's
+    session process (both hold the socket, so both must go to drop the connection)."""
+    found, frontier = [], [sshd.pid()]
+    while frontier:
+        kids = [c for p in frontier for c in sshd_loopback._children(p)]
+        found += [k for k in kids if _comm(k) == "sshd"]
+        frontier = kids
+    return found
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def wait_for(predicate, timeout: float, step: float = 0.1):
