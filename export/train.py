@@ -1,0 +1,145 @@
+"""Short deterministic training for default models, and the fine-tuning loop used after prune/cluster.
+
+Trained weights are cached in the user's cache folder keyed by a hash of architecture + input shape +
+data + recipe + torch version, so the main job trains once and later runs start in seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from export.data import Dataset
+
+
+def set_threads() -> int:
+    """Use exactly the cores this process may run on: a mismatch made training 20-40x slower here."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
+
+
+def cache_dir() -> Path:
+    """``$EDGEBENCH_CACHE`` or ``$XDG_CACHE_HOME/edgebench`` or ``~/.cache/edgebench``."""
+    if os.environ.get("EDGEBENCH_CACHE"):
+        return Path(os.environ["EDGEBENCH_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "edgebench"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a model is trained or fine-tuned; every field goes into the cache key and the manifest."""
+
+    epochs: int = 12
+    lr: float = 3e-3
+    batch_size: int = 64
+    weight_decay: float = 1e-4
+    seed: int = 0
+    shift: int = 1  # random translation in pixels (of the 8x8 source grid scale); cheap augmentation
+
+
+TRAIN_RECIPE = Recipe()
+FINETUNE_RECIPE = Recipe(epochs=3, lr=1e-3)
+
+
+def _shift(x: torch.Tensor, pixels: int, gen: torch.Generator) -> torch.Tensor:
+    """Random integer translation with zero fill: digits drawn off-centre stay recognisable."""
+    if pixels <= 0:
+        return x
+    dx, dy = (int(v) for v in torch.randint(-pixels, pixels + 1, (2,), generator=gen))
+    return torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+
+
+def accuracy_torch(model: nn.Module, x: np.ndarray, y: np.ndarray, batch: int = 256) -> float:
+    """Top-1 accuracy of the PyTorch model (used between fine-tuning steps; final scores come from ONNX)."""
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            pred = model(torch.from_numpy(x[i:i + batch])).argmax(1).numpy()
+            correct += int((pred == y[i:i + batch]).sum())
+    return correct / max(1, len(x))
+
+
+def fit(model: nn.Module, data: Dataset, recipe: Recipe = TRAIN_RECIPE,
+        after_step: Callable[[nn.Module], None] | None = None,
+        grad_hook: Callable[[nn.Module], None] | None = None) -> nn.Module:
+    """Train ``model`` in place with AdamW + one-cycle LR, seeded so a rerun gives the same weights.
+
+    ``grad_hook`` may rewrite gradients before the step (clustering shares them per centroid);
+    ``after_step`` may fix weights after it (pruning masks, centroid projection).
+    """
+    set_threads()
+    torch.manual_seed(recipe.seed)
+    gen = torch.Generator().manual_seed(recipe.seed)
+    x = torch.from_numpy(data.x_train)
+    y = torch.from_numpy(data.y_train)
+    # scale the shift to the input size so 1 px of an 8x8 digit is the same motion at 32x32
+    pixels = recipe.shift * max(1, x.shape[-1] // 8) if x.shape[-1] >= 8 else 0
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    steps = recipe.epochs * ((len(x) + recipe.batch_size - 1) // recipe.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=max(1, steps), pct_start=0.2)
+    model.train()
+    for _ in range(recipe.epochs):
+        order = torch.randperm(len(x), generator=gen)
+        for i in range(0, len(x), recipe.batch_size):
+            idx = order[i:i + recipe.batch_size]
+            xb = _shift(x[idx], pixels, gen)
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(xb), y[idx]).backward()
+            if grad_hook is not None:
+                grad_hook(model)
+            opt.step()
+            sched.step()
+            if after_step is not None:
+                with torch.no_grad():
+                    after_step(model)
+    return model.eval()
+
+
+def cache_key(model_spec: str, input_shape: tuple[int, ...], data: Dataset, recipe: Recipe,
+              model: nn.Module) -> str:
+    """Hash of everything that decides the trained weights (incl. the parameter shapes = architecture)."""
+    h = hashlib.sha256()
+    arch = ";".join(f"{k}:{tuple(v.shape)}" for k, v in model.state_dict().items())
+    for part in (model_spec, str(tuple(input_shape)), data.fingerprint, repr(asdict(recipe)), arch, torch.__version__):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:24]
+
+
+def train_cached(model: nn.Module, model_spec: str, input_shape: tuple[int, ...], data: Dataset,
+                 recipe: Recipe = TRAIN_RECIPE, progress: Callable[[str], None] | None = None) -> dict:
+    """Load cached trained weights into ``model`` or train and cache them. Returns a record for the manifest."""
+    key = cache_key(model_spec, input_shape, data, recipe, model)
+    path = cache_dir() / "weights" / f"{key}.pt"
+    record = {"cache_key": key, "cache_path": str(path), "recipe": asdict(recipe)}
+    if path.is_file():
+        try:
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            record.update(cached=True, train_seconds=0.0)
+            return record
+        except Exception:  # a corrupt or stale cache file is retrained, not fatal
+            pass
+    if progress:
+        progress(f"training {model_spec} on {data.source} ({recipe.epochs} epochs)")
+    t0 = time.perf_counter()
+    fit(model, data, recipe)
+    record.update(cached=False, train_seconds=round(time.perf_counter() - t0, 3))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    torch.save(model.state_dict(), tmp)
+    tmp.replace(path)  # atomic: a concurrent run never reads half a file
+    return record
