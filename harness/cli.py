@@ -14,7 +14,9 @@ from harness.errors import EdgebenchError
 
 # Subcommands that live beside the code they drive: each module has configure(parser) and run(args).
 SUBCOMMAND_MODULES = [
+    ("run", "harness.run", "the main job: build, measure and report an experiment (default: built-in)"),
     ("compress", "export.cli", "build compressed ONNX variants of a PyTorch model"),
+    ("compare", "harness.compare", "is B faster or slower than A, by how much, and how sure"),
 ]
 
 EXIT_MEASUREMENT_FAILED = 1
@@ -108,6 +110,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from harness.bench import load_items, measure
     from harness.console import Progress, format_summary
     from harness.results import ResultsWriter, new_run_id
+    from harness.resume import RunState
 
     data = args.data
     if data is not None and not data.is_file():
@@ -118,14 +121,46 @@ def cmd_bench(args: argparse.Namespace) -> int:
     out = args.out or Path("results") / run_id
     progress = Progress(args.quiet)
     items = load_items(args.models)
+    state = RunState(out)  # an earlier, interrupted bench into the same --out resumes
+    state.drop_failed()
     writer = ResultsWriter(out)
     progress(f"run {run_id}: {len(items)} model(s) x {len(targets)} target(s) x {spec.processes} processes -> {out}")
-    outcomes = measure(items, targets, spec, writer, run_id, progress, seed=args.seed)
+    outcomes = measure(items, targets, spec, writer, run_id, progress, seed=args.seed,
+                       done=state.done(spec), journal_runs=state.journal_runs(spec))
     rows = [r for o in outcomes for r in o.rows]
+    if not rows and items:
+        print(f"everything is already measured in {out} (remove it or give another --out to measure again)")
+        return 0
     if any(r.status == "ok" for r in rows):
         print("\n".join(format_summary(rows)))
         print(f"results: {out}")
     return _report_failures(rows)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from targets.doctor import doctor, format_checks, provision
+
+    failed = False
+    for target in targets_from(args):
+        print(f"target {target.name}:")
+        with target:
+            if args.provision:
+                print(f"  {provision(target)}")
+            checks = doctor(target)
+        print("\n".join("  " + line for line in format_checks(checks)))
+        failed |= any(c.required and not c.ok for c in checks)
+    if failed:
+        print("error: a target is not ready; run the fixes listed above", file=sys.stderr)
+        return EXIT_MEASUREMENT_FAILED
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.report import write_report
+
+    path = write_report(args.dir)
+    print(f"report: {path}")
+    return 0
 
 
 def _report_failures(rows: Sequence) -> int:
@@ -157,6 +192,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_target_options(p)
     add_measure_options(p)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("doctor", help="check a target: reachable, Python, numpy, onnxruntime, sensors",
+                       description="Check a target and say what to install or fix; --provision installs numpy "
+                                   "and onnxruntime into a virtual environment on the board.")
+    add_target_options(p)
+    p.add_argument("--provision", action="store_true",
+                   help="create ~/.cache/edgebench/venv on the target and pip install numpy and onnxruntime")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("report", help="(re)write DIR/report.md and its plots from the result files",
+                       description="(Re)write DIR/report.md and its PNG plots from summary.csv and samples.csv.")
+    p.add_argument("dir", type=Path, metavar="DIR", help="a result folder")
+    p.set_defaults(func=cmd_report)
 
     for name, module, help_text in SUBCOMMAND_MODULES:
         try:

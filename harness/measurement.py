@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -9,6 +11,11 @@ from typing import Any
 from harness.errors import EdgebenchError
 from harness.metrics import classification_metrics
 from harness.stats import Summary, summarize
+
+
+def settings_hash(settings: dict[str, Any]) -> str:
+    """A short stable id of measurement settings (what must match for resume to reuse a result)."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,10 @@ class RunSpec:
             "cpu_affinity": list(self.cpu_affinity),
             "data": str(self.data) if self.data else None,
         }
+
+    def settings_hash(self) -> str:
+        """A short stable id of settings_key(), stored in each summary row."""
+        return settings_hash(self.settings_key())
 
     def runner_spec(self, model: Path, *, accuracy: bool = False, seed_offset: int = 0) -> dict[str, Any]:
         files = {"model": str(model)}

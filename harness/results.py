@@ -91,6 +91,7 @@ class SummaryRow:
     n_outliers: int | None = None
     process_median_spread: float | None = None
     model_path: str = ""
+    settings_hash: str = ""
     warnings: str = ""
 
 
@@ -201,6 +202,7 @@ def summary_row(m: Measurement, warnings: Iterable[str] = ()) -> SummaryRow:
         n_outliers=s.outliers if s else None,
         process_median_spread=_round(s.group_spread, 4) if s else None,
         model_path=m.model_path,
+        settings_hash=m.spec.settings_hash(),
         warnings=" | ".join(warnings),
     )
 

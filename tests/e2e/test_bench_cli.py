@@ -141,3 +141,44 @@ def test_an_interrupted_run_keeps_what_it_measured(tmp_path):
     assert proc.returncode == 130 and "resume" in err and "Traceback" not in err
     lines = [json.loads(line) for line in journal.read_text().splitlines()]
     assert len(lines) >= 4 and all(rec["result"]["status"] == "ok" for rec in lines)
+
+
+def test_rerunning_into_the_same_folder_resumes_without_duplicates(tmp_path):
+    models = [onnx_models.mlp(tmp_path / f"m{i}.onnx", seed=i) for i in range(2)]
+    (tmp_path / "junk.onnx").write_text("junk")
+    out = tmp_path / "out"
+    first = edgebench("bench", *models, tmp_path / "junk.onnx", "--out", out, *FAST)
+    assert first.returncode == 1
+    # the junk file is fixed; the rerun measures only it and drops its failed row
+    onnx_models.identity(tmp_path / "junk.onnx")
+    second = edgebench("bench", *models, tmp_path / "junk.onnx", "--out", out, *FAST)
+    assert second.returncode == 0, second.stderr
+    summary = pd.read_csv(out / "summary.csv")
+    assert sorted(summary["variant"]) == ["junk", "m0", "m1"] and set(summary["status"]) == {"ok"}
+    assert summary["run_id"].nunique() == 2  # m0/m1 kept from the first run
+    samples = pd.read_csv(out / "samples.csv")
+    assert samples.groupby("variant").size().to_dict() == summary.set_index("variant")["n_samples"].to_dict()
+    third = edgebench("bench", *models, tmp_path / "junk.onnx", "--out", out, *FAST)
+    assert third.returncode == 0 and "already measured" in third.stdout
+    assert len(pd.read_csv(out / "summary.csv")) == 3
+
+
+def test_an_interrupted_bench_reuses_its_journaled_processes(tmp_path):
+    model = onnx_models.mlp(tmp_path / "m.onnx")
+    out = tmp_path / "out"
+    args = ["bench", str(model), "--out", str(out), "--processes", "4", "--min-time", "0.5", "-q"]
+    proc = subprocess.Popen([sys.executable, "-m", "harness", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    journal = out / "processes.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not journal.exists() or len(journal.read_text().splitlines()) < 2):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    kept = len(journal.read_text().splitlines())
+    assert 2 <= kept < 4 and not (out / "summary.csv").exists()
+    resumed = edgebench(*args)
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(journal.read_text().splitlines()) == 4  # only the missing processes ran
+    row = pd.read_csv(out / "summary.csv").iloc[0]
+    assert row["n_processes"] == 4

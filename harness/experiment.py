@@ -1,0 +1,209 @@
+"""An experiment: models x variants x targets x settings, read from TOML and validated before any work.
+
+`edgebench run --print-default` prints DEFAULT_TOML, the built-in experiment, for users to copy.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import EdgebenchError
+from harness.measurement import RunSpec
+
+DEFAULT_TOML = """\
+# edgebench experiment: the built-in default (`edgebench run` with no argument runs exactly this).
+# Copy it with `edgebench run --print-default > my.toml`, edit, then `edgebench run my.toml`.
+
+name = "default"
+out = "results/default"          # result folder; rerunning with the same folder resumes
+
+# Variants (see `edgebench compress --help`): fp32, prune-l1:S, prune-ch:R, prune-ch:R@iter=N,
+# cluster:K, each optionally followed by +int8 (static QDQ) or +int8dyn (dynamic).
+variants = [
+  "fp32",
+  "prune-l1:0.5", "prune-l1:0.9",
+  "prune-ch:0.3", "prune-ch:0.5", "prune-ch:0.5@iter=3",
+  "cluster:4", "cluster:16",
+  "fp32+int8", "prune-ch:0.5+int8", "cluster:16+int8",
+  "fp32+int8dyn",
+]
+
+# local, ssh://[user@]host[:port], or a Host alias from ~/.ssh/config
+targets = ["local"]
+
+[[models]]
+name = "digits-resnet"
+model = "zoo:resnet"             # zoo:NAME, path/to/file.py:factory or package.module:factory
+input_shape = [1, 1, 32, 32]     # the 8x8 digits, resized: big enough that compute dominates (>= 1 ms)
+# weights = "trained.pt"         # a state_dict; without it, zoo models are trained on the data (cached)
+
+[data]
+# path = "my_data.npz"           # arrays x (N,C,H,W float32) and y (N int); omitted: the UCI 8x8 digits
+                                 # bundled with scikit-learn, split train/val/test with a fixed seed
+
+[measure]
+batch_sizes = [1]
+threads = [0]                    # onnxruntime intra-op threads; 0 = onnxruntime's default
+processes = 5                    # fresh runner processes per variant and target
+min_time_s = 0.5                 # timed seconds per process
+max_time_s = 30.0
+min_iterations = 20
+timeout_s = 120.0
+"""
+
+_TOP_KEYS = {"name", "out", "variants", "targets", "models", "data", "measure"}
+_MODEL_KEYS = {"name", "model", "weights", "input_shape"}
+_MEASURE_KEYS = {"batch_sizes", "threads", "processes", "min_time_s", "max_time_s", "min_iterations",
+                 "max_iterations", "timeout_s", "cpu", "seed"}
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    model: str
+    weights: Path | None = None
+    input_shape: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A validated experiment; relative paths are resolved against the experiment file's folder."""
+
+    name: str
+    out: Path
+    models: tuple[ModelEntry, ...]
+    variants: tuple[str, ...]
+    targets: tuple[str, ...] = ("local",)
+    data: Path | None = None
+    batch_sizes: tuple[int, ...] = (1,)
+    threads: tuple[int | None, ...] = (None,)
+    measure: dict[str, Any] = field(default_factory=dict)
+
+    def run_specs(self, data: Path | None = None) -> list[RunSpec]:
+        """One RunSpec per (batch size, thread count)."""
+        m = self.measure
+        return [
+            RunSpec(batch_size=b, threads=t, processes=int(m.get("processes", 5)),
+                    min_time_s=float(m.get("min_time_s", 1.0)), max_time_s=float(m.get("max_time_s", 30.0)),
+                    min_iterations=int(m.get("min_iterations", 20)),
+                    max_iterations=int(m.get("max_iterations", 10_000)),
+                    timeout_s=float(m.get("timeout_s", 120.0)), cpu_affinity=tuple(m.get("cpu", ())),
+                    data=data, seed=int(m.get("seed", 0)))
+            for b in self.batch_sizes for t in self.threads
+        ]
+
+
+def _fail(where: str, problem: str, fix: str) -> EdgebenchError:
+    return EdgebenchError(f"{where}: {problem}; {fix}")
+
+
+def _unknown(where: str, table: dict[str, Any], allowed: set[str]) -> None:
+    extra = sorted(set(table) - allowed)
+    if extra:
+        raise _fail(where, f"unknown key {extra[0]!r}", f"use one of {', '.join(sorted(allowed))}")
+
+
+def _str_list(where: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
+        raise _fail(where, "must be a non-empty list of strings", 'write e.g. ["fp32", "prune-ch:0.5"]')
+    return tuple(v.strip() for v in value)
+
+
+def _int_list(where: str, value: Any, minimum: int) -> tuple[int, ...]:
+    if isinstance(value, int):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, int) and not isinstance(v, bool)
+                                                            and v >= minimum for v in value):
+        raise _fail(where, f"must be a list of whole numbers >= {minimum}", "write e.g. [1, 4]")
+    return tuple(value)
+
+
+def parse_experiment(doc: dict[str, Any], base: Path, source: str) -> Experiment:
+    """Validate a parsed TOML document; every message names the key and the fix."""
+    _unknown(source, doc, _TOP_KEYS)
+    models_doc = doc.get("models")
+    if not isinstance(models_doc, list) or not models_doc:
+        raise _fail(f"{source}: [[models]]", "no model given", 'add [[models]] with model = "zoo:resnet"')
+    models = []
+    for i, entry in enumerate(models_doc):
+        where = f"{source}: models[{i}]"
+        if not isinstance(entry, dict):
+            raise _fail(where, "must be a table", "write [[models]] then model = ...")
+        _unknown(where, entry, _MODEL_KEYS)
+        spec = entry.get("model")
+        if not isinstance(spec, str) or not spec:
+            raise _fail(f"{where}.model", "missing", 'write model = "zoo:resnet" or "my_net.py:build"')
+        if ":" not in spec:
+            raise _fail(f"{where}.model", f"{spec!r} is not a model spec",
+                        "write zoo:NAME, path/to/file.py:factory or package.module:factory")
+        weights = entry.get("weights")
+        if weights is not None:
+            weights = (base / weights).resolve()
+            if not weights.is_file():
+                raise _fail(f"{where}.weights", f"{weights} does not exist", "give the path of a state_dict file")
+        shape = entry.get("input_shape")
+        if shape is not None:
+            shape = _int_list(f"{where}.input_shape", shape, 1)
+            if len(shape) < 2:
+                raise _fail(f"{where}.input_shape", "needs at least a batch and a feature axis", "e.g. [1, 3, 32, 32]")
+        name = entry.get("name") or spec.split(":")[-1]
+        if not isinstance(name, str) or any(c in name for c in "/\\"):
+            raise _fail(f"{where}.name", f"{name!r} is not a plain name", "use letters, digits, - and _")
+        models.append(ModelEntry(name, spec, weights, shape))
+    names = [m.name for m in models]
+    if len(set(names)) != len(names):
+        raise _fail(f"{source}: models", "two models share a name", "give each [[models]] its own name = ...")
+
+    variants = _str_list(f"{source}: variants", doc.get("variants", ["fp32"]))
+    targets = _str_list(f"{source}: targets", doc.get("targets", ["local"]))
+    if len(set(targets)) != len(targets):
+        raise _fail(f"{source}: targets", "a target is listed twice", "list each target once")
+
+    data_doc = doc.get("data", {})
+    if not isinstance(data_doc, dict):
+        raise _fail(f"{source}: data", "must be a table", 'write [data] then path = "my.npz"')
+    _unknown(f"{source}: [data]", data_doc, {"path"})
+    data = None
+    if data_doc.get("path"):
+        data = (base / data_doc["path"]).resolve()
+        if not data.is_file():
+            raise _fail(f"{source}: data.path", f"{data} does not exist", "give an .npz with arrays x and y")
+
+    measure = doc.get("measure", {})
+    if not isinstance(measure, dict):
+        raise _fail(f"{source}: measure", "must be a table", "write [measure] then processes = 5")
+    _unknown(f"{source}: [measure]", measure, _MEASURE_KEYS)
+    batch_sizes = _int_list(f"{source}: measure.batch_sizes", measure.get("batch_sizes", [1]), 1)
+    threads = tuple(t or None for t in _int_list(f"{source}: measure.threads", measure.get("threads", [0]), 0))
+    name = doc.get("name", "experiment")
+    out = Path(doc.get("out") or f"results/{name}")
+    experiment = Experiment(
+        name=str(name), out=out if out.is_absolute() else (base / out), models=tuple(models),
+        variants=variants, targets=targets, data=data, batch_sizes=batch_sizes, threads=threads,
+        measure={k: v for k, v in measure.items() if k not in ("batch_sizes", "threads")},
+    )
+    try:
+        experiment.run_specs()
+    except EdgebenchError as exc:
+        raise _fail(f"{source}: [measure]", str(exc).replace("--", "").replace("-", "_"), "fix the value") from None
+    return experiment
+
+
+def load_experiment(path: Path | None) -> Experiment:
+    """The experiment in `path`, or the built-in default (its out folder is relative to the cwd)."""
+    if path is None:
+        return parse_experiment(tomllib.loads(DEFAULT_TOML), Path.cwd(), "built-in default")
+    path = Path(path)
+    if not path.is_file():
+        raise EdgebenchError(f"{path}: no such experiment file; `edgebench run --print-default > {path}` "
+                             "writes one to start from")
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise EdgebenchError(f"{path}: not valid TOML ({exc}); fix the line it names") from None
+    return parse_experiment(doc, path.parent.resolve(), str(path))

@@ -1,0 +1,282 @@
+"""`report.md` and its plots, from a run folder's files (so `edgebench report DIR` can redo them anytime).
+
+Each variant is set against the baseline (fp32 when present) with the comparison statistics of
+`harness.compare`: a ratio of medians with a 95% interval over processes and a verdict, so the
+report says plainly when a variant is not faster instead of letting a smaller median speak for it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.errors import EdgebenchError
+from harness.results import SAMPLES_CSV, SUMMARY_CSV, atomic_write_text, read_csv_rows
+
+REPORT_MD = "report.md"
+BASELINE = "fp32"
+
+# (baseline groups, candidate groups) -> object with ratio, ci_low, ci_high, verdict
+Comparer = Callable[[list[list[float]], list[list[float]]], Any]
+
+
+def describe_variant(spec: str) -> str:
+    """What a variant spec did to the model, in plain words."""
+    try:
+        from export.variants import parse_variant
+
+        v = parse_variant(spec)
+    except Exception:  # noqa: BLE001 - a bare ONNX file's name is not a spec; say nothing then
+        return "as given"
+    steps = []
+    if v.method == "fp32":
+        steps.append("the trained float model")
+    elif v.method == "prune-l1":
+        steps.append(f"{v.amount:.0%} of weights set to zero (magnitude)")
+    elif v.method == "prune-ch":
+        steps.append(f"{v.amount:.0%} of channels physically removed")
+    elif v.method == "cluster":
+        steps.append(f"{v.clusters} shared weight values per layer (k-means)")
+    if v.iterations > 1:
+        steps.append(f"in {v.iterations} prune/fine-tune steps")
+    elif v.method != "fp32":
+        steps.append("fine-tuned")
+    if v.quant == "int8":
+        steps.append("INT8 static QDQ")
+    elif v.quant == "int8dyn":
+        steps.append("INT8 dynamic")
+    return ", ".join(steps)
+
+
+def _float(value: Any) -> float | None:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
+
+
+def pareto_front(points: list[tuple[float, float, str]]) -> list[str]:
+    """Names on the front of (latency lower is better, accuracy higher is better)."""
+    front, best = [], -math.inf
+    for latency, accuracy, name in sorted(points, key=lambda p: (p[0], -p[1])):
+        if accuracy > best:
+            front.append(name)
+            best = accuracy
+    return front
+
+
+def _groups(samples: pd.DataFrame, target: str, variant: str) -> list[list[float]]:
+    sel = samples[(samples["target"] == target) & (samples["variant"] == variant)]
+    return [g["latency_ms"].tolist() for _, g in sel.groupby("process_index")]
+
+
+def _plots(out: Path, target: str, rows: pd.DataFrame, samples: pd.DataFrame, speed: dict[str, Any],
+           suffix: str) -> list[tuple[str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made = []
+    ok = rows[rows["status"] == "ok"].sort_values("latency_ms_median")
+    if ok.empty:
+        return made
+    names = ok["variant"].tolist()
+
+    # accuracy vs latency, Pareto front marked
+    acc = ok.dropna(subset=["accuracy"])
+    if not acc.empty:
+        fig, ax = plt.subplots(figsize=(8, 5.5))
+        points = [(r.latency_ms_median, r.accuracy * 100, r.variant) for r in acc.itertuples()]
+        front = set(pareto_front(points))
+        for r in acc.itertuples():
+            on = r.variant in front
+            err = [[r.latency_ms_median - r.latency_ms_ci95_low], [r.latency_ms_ci95_high - r.latency_ms_median]]
+            ax.errorbar(r.latency_ms_median, r.accuracy * 100, xerr=err, fmt="o" if on else "s",
+                        color="tab:red" if on else "tab:gray", capsize=3)
+            ax.annotate(r.variant, (r.latency_ms_median, r.accuracy * 100), textcoords="offset points",
+                        xytext=(5, 4), fontsize=8)
+        fp = sorted((p for p in points if p[2] in front), key=lambda p: p[0])
+        ax.plot([p[0] for p in fp], [p[1] for p in fp], "--", color="tab:red", label="Pareto front")
+        ax.set_xlabel("median latency per inference (ms), bars: 95% CI")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(f"Accuracy vs latency on {target}")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        made.append(_save(fig, out / f"accuracy_vs_latency{suffix}.png", "Accuracy vs latency"))
+
+        fig, ax = plt.subplots(figsize=(8, 5.5))
+        for r in acc.itertuples():
+            if _float(r.model_bytes):
+                ax.scatter(r.model_bytes / 1024, r.accuracy * 100, marker="o", color="tab:blue")
+                ax.annotate(r.variant, (r.model_bytes / 1024, r.accuracy * 100), xytext=(5, 4),
+                            textcoords="offset points", fontsize=8)
+            if _float(r.model_zip_bytes):
+                ax.scatter(r.model_zip_bytes / 1024, r.accuracy * 100, marker="^", color="tab:orange")
+        ax.scatter([], [], marker="o", color="tab:blue", label="file size")
+        ax.scatter([], [], marker="^", color="tab:orange", label="zip-deflated size")
+        ax.set_xscale("log")
+        ax.set_xlabel("model size (KiB, log scale)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(f"Size vs accuracy ({target})")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend()
+        made.append(_save(fig, out / f"size_vs_accuracy{suffix}.png", "Size vs accuracy"))
+
+    # latency distribution per variant
+    data = [[x for g in _groups(samples, target, v) for x in g] for v in names]
+    if any(data):
+        fig, ax = plt.subplots(figsize=(8, 0.45 * len(names) + 1.5))
+        ax.boxplot([d or [math.nan] for d in data], vert=False, showfliers=False)
+        ax.set_yticks(range(1, len(names) + 1), names)
+        ax.set_xlabel("latency per inference (ms); boxes: quartiles, whiskers: 1.5 IQR (outliers hidden)")
+        ax.set_title(f"Latency distribution on {target}")
+        ax.grid(alpha=0.3, axis="x")
+        made.append(_save(fig, out / f"latency_distribution{suffix}.png", "Latency distribution"))
+
+    # speedup and compression vs baseline
+    base = rows[(rows["variant"] == BASELINE) & (rows["status"] == "ok")]
+    if not base.empty and speed:
+        b = base.iloc[0]
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 0.45 * len(names) + 1.8), sharey=True)
+        ys = range(len(names))
+        sp = [1 / speed[v].ratio if v in speed else math.nan for v in names]
+        lo = [sp[i] - 1 / speed[v].ci_high if v in speed else 0 for i, v in enumerate(names)]
+        hi = [1 / speed[v].ci_low - sp[i] if v in speed else 0 for i, v in enumerate(names)]
+        ax1.barh(ys, sp, xerr=[lo, hi], color="tab:green", capsize=3)
+        ax1.axvline(1.0, color="black", lw=1)
+        ax1.set_yticks(list(ys), names)
+        ax1.set_xlabel(f"speedup vs {BASELINE} (x, >1 is faster; bars: 95% CI)")
+        comp = [b.model_bytes / r.model_bytes if _float(r.model_bytes) else math.nan for r in ok.itertuples()]
+        zcomp = [b.model_zip_bytes / r.model_zip_bytes if _float(r.model_zip_bytes) else math.nan
+                 for r in ok.itertuples()]
+        ax2.barh([y - 0.2 for y in ys], comp, height=0.4, label="file bytes", color="tab:blue")
+        ax2.barh([y + 0.2 for y in ys], zcomp, height=0.4, label="zip bytes", color="tab:orange")
+        ax2.axvline(1.0, color="black", lw=1)
+        ax2.set_xlabel(f"compression vs {BASELINE} (x smaller)")
+        ax2.legend()
+        fig.suptitle(f"Speedup and compression vs {BASELINE} on {target}")
+        made.append(_save(fig, out / f"speedup_compression{suffix}.png", "Speedup and compression"))
+    return made
+
+
+def _save(fig: Any, path: Path, title: str) -> tuple[str, str]:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return title, path.name
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    f = _float(value)
+    if f is None:
+        return "–"
+    return f"{f:,.0f}" if abs(f) >= 1000 else f"{f:.{digits}g}"
+
+
+def verdict_line(variant: str, row: pd.Series, base: pd.Series | None, cmp: Any) -> str:
+    """One sentence per variant: what changed and whether its speed difference is real."""
+    what = describe_variant(variant)
+    if row["status"] != "ok":
+        return f"- **{variant}** ({what}): not measured — {row['status']}: {row['error']}"
+    if base is None or cmp is None or variant == BASELINE:
+        return f"- **{variant}** ({what}): median {_fmt(row['latency_ms_median'])} ms."
+    parts = []
+    ratio, lo, hi = cmp.ratio, cmp.ci_low, cmp.ci_high
+    if cmp.verdict == "faster":
+        parts.append(f"**{1 / ratio:.2f}× faster** than {BASELINE} (95% CI {1 / hi:.2f}–{1 / lo:.2f}×)")
+    elif cmp.verdict == "slower":
+        parts.append(f"**{ratio:.2f}× slower** than {BASELINE} (95% CI {lo:.2f}–{hi:.2f}×)")
+    elif cmp.verdict == "same":
+        parts.append(f"**not faster**: same speed as {BASELINE} within the threshold "
+                     f"(ratio {ratio:.2f}, 95% CI {lo:.2f}–{hi:.2f})")
+    else:
+        parts.append(f"**no clear difference** from {BASELINE} (ratio {ratio:.2f}, 95% CI {lo:.2f}–{hi:.2f}); "
+                     "measure longer (more --processes) to decide")
+    if _float(row.get("model_bytes")) and _float(base.get("model_bytes")):
+        parts.append(f"file {row['model_bytes'] / base['model_bytes']:.0%} of {BASELINE}'s, "
+                     f"zipped {row['model_zip_bytes'] / base['model_zip_bytes']:.0%}")
+    if _float(row.get("accuracy")) is not None and _float(base.get("accuracy")) is not None:
+        delta = (row["accuracy"] - base["accuracy"]) * 100
+        parts.append(f"accuracy {row['accuracy']:.2%} ({delta:+.1f} points)")
+    note = ""
+    if variant.startswith("prune-l1") and cmp.verdict != "faster":
+        note = (" Zeros alone do not speed up a dense runtime: onnxruntime multiplies them anyway; "
+                "the gain is in the zipped size.")
+    elif "int8dyn" in variant and cmp.verdict == "slower":
+        note = " Dynamic quantization computes activation scales at run time; on a CNN that costs more than it saves."
+    return f"- **{variant}** ({what}): " + "; ".join(parts) + "." + note
+
+
+def write_report(out_dir: Path, comparer: Comparer | None = None) -> Path:
+    """(Re)write out_dir/report.md and its PNG plots from summary.csv and samples.csv."""
+    out_dir = Path(out_dir)
+    summary_path = out_dir / SUMMARY_CSV
+    if not summary_path.exists():
+        raise EdgebenchError(f"{out_dir} has no {SUMMARY_CSV}; give a folder written by edgebench run or bench")
+    read_csv_rows(summary_path)  # refuses a newer schema with a clear message
+    rows = pd.read_csv(summary_path)
+    samples_path = out_dir / SAMPLES_CSV
+    samples = pd.read_csv(samples_path) if samples_path.exists() else pd.DataFrame(
+        columns=["target", "variant", "process_index", "latency_ms"])
+    if comparer is None:
+        from harness.compare import compare_samples as comparer  # noqa: N813
+
+    lines = ["# edgebench report", ""]
+    run_ids = ", ".join(sorted(set(rows["run_id"].astype(str))))
+    lines += [f"Run(s): {run_ids}. Files: `summary.csv` (one row per variant and target), `samples.csv` "
+              "(every timed call), `machine.json`, `pyperf.json`.", ""]
+    for target, trows in rows.groupby("target", sort=False):
+        trows = trows.sort_values("latency_ms_median", na_position="last")
+        suffix = "" if rows["target"].nunique() == 1 else "_" + "".join(c if c.isalnum() else "_" for c in target)
+        first = trows.iloc[0]
+        lines += [f"## {target}", "",
+                  f"{first.get('cpu_model', '')} ({first.get('arch', '')}), onnxruntime "
+                  f"{first.get('onnxruntime_version', '')}, load average at start "
+                  f"{_fmt(trows['load_avg_1m'].max())}.", ""]
+        base_rows = trows[(trows["variant"] == BASELINE) & (trows["status"] == "ok")]
+        base = base_rows.iloc[0] if not base_rows.empty else None
+        speed = {}
+        if base is not None:
+            base_groups = _groups(samples, target, BASELINE)
+            for r in trows[trows["status"] == "ok"].itertuples():
+                groups = _groups(samples, target, r.variant)
+                if r.variant != BASELINE and groups and base_groups:
+                    speed[r.variant] = comparer(base_groups, groups)
+        lines += ["| variant | median ms | p90 ms | p99 ms | 95% CI ms | items/s | size KiB | zip KiB | "
+                  "params | accuracy | F1 | speedup | verdict | status |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for _, r in trows.iterrows():
+            cmp = speed.get(r["variant"])
+            sp = f"{1 / cmp.ratio:.2f}×" if cmp else ("1.00×" if r["variant"] == BASELINE else "–")
+            verdict = cmp.verdict if cmp else ("baseline" if r["variant"] == BASELINE else "–")
+            ci = (f"{_fmt(r['latency_ms_ci95_low'])}–{_fmt(r['latency_ms_ci95_high'])}"
+                  if _float(r["latency_ms_ci95_low"]) else "–")
+            acc = f"{r['accuracy']:.2%}" if _float(r["accuracy"]) is not None else "–"
+            f1 = f"{r['f1_macro']:.3f}" if _float(r["f1_macro"]) is not None else "–"
+            kib = lambda v: _fmt(v / 1024) if _float(v) else "–"  # noqa: E731
+            status = r["status"] + (" (throttled)" if str(r.get("throttled")).lower() == "true" else "")
+            lines.append(f"| {r['variant']} | {_fmt(r['latency_ms_median'])} | {_fmt(r['latency_ms_p90'])} | "
+                         f"{_fmt(r['latency_ms_p99'])} | {ci} | {_fmt(r['throughput_ips'])} | "
+                         f"{kib(r['model_bytes'])} | {kib(r['model_zip_bytes'])} | {_fmt(r['params'])} | {acc} | "
+                         f"{f1} | {sp} | {verdict} | {status} |")
+        lines += ["", "### What each variant changed, and whether it is really faster", ""]
+        for _, r in trows.iterrows():
+            lines.append(verdict_line(r["variant"], r, base, speed.get(r["variant"])))
+        warned = trows[trows["warnings"].fillna("") != ""] if "warnings" in trows else trows.iloc[0:0]
+        if not warned.empty:
+            lines += ["", "### Measurement warnings", ""]
+            lines += [f"- {r['variant']}: {r['warnings']}" for _, r in warned.iterrows()]
+        lines.append("")
+        for title, name in _plots(out_dir, target, trows, samples, speed, suffix):
+            lines += [f"### {title}", "", f"![{title}]({name})", ""]
+    path = out_dir / REPORT_MD
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path

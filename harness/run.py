@@ -1,0 +1,148 @@
+"""Run an experiment end to end: build variants, measure them on every target, write results and a report.
+
+Everything is validated before any long work starts (experiment file, variant specs, model specs,
+data, targets reachable), so a typo or an unreachable board fails in seconds, not after training.
+Rerunning with the same output folder resumes: artifacts are reused by recipe and sha256, finished
+measurements are skipped, interrupted ones continue from their journaled processes, failed ones are
+redone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from harness.bench import BenchItem, load_item, measure
+from harness.cli import add_target_options, targets_from
+from harness.console import Progress, format_summary
+from harness.errors import TargetError
+from harness.experiment import DEFAULT_TOML, Experiment, load_experiment
+from harness.report import write_report
+from harness.results import ResultsWriter, new_run_id, read_csv_rows
+from harness.resume import RunState
+
+# --quick: a smoke run (CI, trying an experiment file); the numbers are rough and say so in the report.
+QUICK_MEASURE = {"processes": 2, "min_time_s": 0.2, "min_iterations": 10}
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("experiment", nargs="?", type=Path, metavar="EXPERIMENT.toml",
+                   help="experiment file (default: the built-in one; see --print-default)")
+    p.add_argument("--out", type=Path, metavar="DIR", help="result folder (overrides the experiment's `out`)")
+    p.add_argument("--quick", action="store_true", help="short measurements for a smoke run")
+    p.add_argument("--print-default", action="store_true", help="print the built-in experiment as TOML and exit")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress lines (for CI logs)")
+    add_target_options(p)
+
+
+@dataclass(frozen=True)
+class PreparedModel:
+    """A model of the experiment, checked: its input shape and the test data the targets evaluate."""
+
+    name: str
+    spec: str
+    weights: Path | None
+    input_shape: tuple[int, ...]
+    test_data: Path
+
+
+def _prepare(experiment: Experiment, out: Path, progress: Progress) -> list[PreparedModel]:
+    """Check model specs, weights, shapes and data now; write each model's test split for the targets."""
+    from export.data import load_dataset, write_npz
+    from export.variants import parse_variants
+    from export.zoo import load_model
+
+    parse_variants(list(experiment.variants))
+    prepared = []
+    for entry in experiment.models:
+        progress(f"checking model {entry.name} ({entry.model})")
+        _, shape = load_model(entry.model, entry.weights, entry.input_shape)
+        dataset = load_dataset(experiment.data, shape)
+        test = write_npz(out / "data" / f"{entry.name}-test.npz", dataset.x_test, dataset.y_test)
+        prepared.append(PreparedModel(entry.name, entry.model, entry.weights, tuple(shape), test))
+    return prepared
+
+
+def _check_targets(targets: list, progress: Progress) -> None:
+    """Reach every target and check it can run the runner, before anything is built."""
+    from targets.ssh import usability_problem
+
+    for target in targets:
+        progress(f"checking target {target.name}")
+        with target:
+            doc = target.probe()
+        if doc.get("status") != "ok":
+            raise TargetError(f"target {target.name}: {doc.get('error')}")
+        problem = usability_problem(doc.get("machine") or {}, target.name)
+        if problem:
+            raise TargetError(problem)
+
+
+def _build(model: PreparedModel, experiment: Experiment, out: Path, progress: Progress) -> list[BenchItem]:
+    from export.build import compress
+
+    folder = out / "artifacts" / model.name
+    rows = compress(model.spec, list(experiment.variants), folder, weights=model.weights,
+                    input_shape=model.input_shape, data=experiment.data, progress=progress)
+    items = []
+    for row in rows:
+        variant = str(row.get("variant"))
+        if row.get("status") == "ok":
+            item = load_item(folder / str(row.get("dir") or row.get("variant_dir") or variant))
+            items.append(replace(item, model=model.name, variant=variant))
+        else:
+            items.append(BenchItem(model.name, variant, folder, status=str(row.get("status") or "build_failed"),
+                                   error=str(row.get("error") or "the build failed")))
+    return items
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.print_default:
+        sys.stdout.write(DEFAULT_TOML)
+        return 0
+    experiment = load_experiment(args.experiment)
+    if args.out:
+        experiment = replace(experiment, out=args.out)
+    if args.target:
+        experiment = replace(experiment, targets=tuple(args.target))
+    if args.quick:
+        experiment = replace(experiment, measure={**experiment.measure, **QUICK_MEASURE})
+    args.target = list(experiment.targets)
+    out = experiment.out
+    progress = Progress(args.quiet)
+    progress(f"experiment {experiment.name}: {len(experiment.models)} model(s) x {len(experiment.variants)} "
+             f"variant(s) x {len(experiment.targets)} target(s) -> {out}")
+
+    targets = targets_from(args)
+    out.mkdir(parents=True, exist_ok=True)
+    models = _prepare(experiment, out, progress)
+    _check_targets(targets, progress)
+
+    state = RunState(out)
+    redo = state.drop_failed()
+    if redo:
+        progress(f"resuming: {redo} failed measurement(s) will be redone")
+    writer = ResultsWriter(out)
+    run_id = new_run_id()
+    target_errors: dict[str, str] = {}
+    for model in models:
+        items = _build(model, experiment, out, progress)
+        for spec in experiment.run_specs(data=model.test_data):
+            outcomes = measure(items, targets, spec, writer, run_id, progress, seed=spec.seed,
+                               done=state.done(spec), journal_runs=state.journal_runs(spec))
+            target_errors.update({o.target: o.error for o in outcomes if o.error})
+    report = write_report(out)
+    rows = read_csv_rows(out / "summary.csv")
+    print("\n".join(format_summary(rows)))
+    print(f"results: {out}/summary.csv\nreport:  {report}")
+    failed = [r for r in rows if r["status"] != "ok"]
+    for name, error in target_errors.items():
+        print(f"error: target {name}: {error}", file=sys.stderr)
+    if failed and not target_errors:
+        first = failed[0]
+        raise_line = f"{first['variant']} on {first['target']}: {first['error']}"
+        print(f"error: {raise_line} ({len(failed)} of {len(rows)} rows failed; see {out}/summary.csv)",
+              file=sys.stderr)
+    return 1 if failed or target_errors else 0

@@ -1,0 +1,64 @@
+"""Experiment files: the built-in default, and messages that name the key and the fix."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+
+from harness.errors import EdgebenchError
+from harness.experiment import DEFAULT_TOML, load_experiment
+
+
+def test_the_built_in_default_parses_and_covers_the_seed_studies():
+    exp = load_experiment(None)
+    assert exp.name == "default" and exp.targets == ("local",)
+    for v in ("fp32", "prune-l1:0.5", "prune-l1:0.9", "prune-ch:0.3", "prune-ch:0.5", "prune-ch:0.5@iter=3",
+              "cluster:4", "cluster:16", "fp32+int8", "prune-ch:0.5+int8", "cluster:16+int8"):
+        assert v in exp.variants
+    assert any(v.endswith("+int8dyn") for v in exp.variants)
+    assert exp.data is None  # the bundled digits
+    assert len(exp.run_specs()) == 1
+
+
+def test_print_default_is_the_same_document():
+    assert tomllib.loads(DEFAULT_TOML)["variants"] == list(load_experiment(None).variants)
+
+
+def write(tmp_path, text):
+    path = tmp_path / "exp.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("text, words", [
+    ('models = []', ["[[models]]", "no model"]),
+    ('[[models]]\nname = "a"', ["models[0].model", "missing"]),
+    ('[[models]]\nmodel = "resnet"', ["models[0].model", "zoo:NAME"]),
+    ('[[models]]\nmodel = "zoo:resnet"\ncolour = 1', ["models[0]", "unknown key 'colour'"]),
+    ('[[models]]\nmodel = "zoo:resnet"\nweights = "nope.pt"', ["models[0].weights", "does not exist"]),
+    ('[[models]]\nmodel = "zoo:resnet"\ninput_shape = [0, 3]', ["input_shape", "whole numbers"]),
+    ('variants = "fp32"\ntargets = ["local", "local"]\n[[models]]\nmodel = "zoo:resnet"', ["targets", "twice"]),
+    ('speed = 3\n[[models]]\nmodel = "zoo:resnet"', ["unknown key 'speed'"]),
+    ('[[models]]\nmodel = "zoo:resnet"\n[measure]\nprocesses = 0', ["[measure]", "processes"]),
+    ('[[models]]\nmodel = "zoo:resnet"\n[measure]\nbatch_sizes = [0]', ["batch_sizes"]),
+    ('[[models]]\nmodel = "zoo:resnet"\n[data]\npath = "none.npz"', ["data.path", "does not exist"]),
+    ('[[models]\nmodel = ', ["not valid TOML"]),
+])
+def test_invalid_experiments_name_the_key_and_the_fix(tmp_path, text, words):
+    with pytest.raises(EdgebenchError) as err:
+        load_experiment(write(tmp_path, text))
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_a_missing_experiment_file_says_how_to_start_one(tmp_path):
+    with pytest.raises(EdgebenchError, match="--print-default"):
+        load_experiment(tmp_path / "none.toml")
+
+
+def test_relative_paths_resolve_against_the_experiment_file(tmp_path):
+    (tmp_path / "w.pt").write_bytes(b"")
+    exp = load_experiment(write(tmp_path, 'out = "r"\n[[models]]\nmodel = "zoo:resnet"\nweights = "w.pt"'))
+    assert exp.models[0].weights == (tmp_path / "w.pt").resolve()
+    assert exp.out == tmp_path / "r"
