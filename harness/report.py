@@ -145,13 +145,16 @@ def _plots(out: Path, target: str, rows: pd.DataFrame, samples: pd.DataFrame, sp
         b = base.iloc[0]
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 0.45 * len(names) + 1.8), sharey=True)
         ys = range(len(names))
-        sp = [1 / speed[v].ratio if v in speed else math.nan for v in names]
+        sp = [1 / speed[v].ratio if v in speed else (1.0 if v == BASELINE else math.nan) for v in names]
         lo = [sp[i] - 1 / speed[v].ci_high if v in speed else 0 for i, v in enumerate(names)]
         hi = [1 / speed[v].ci_low - sp[i] if v in speed else 0 for i, v in enumerate(names)]
-        ax1.barh(ys, sp, xerr=[lo, hi], color="tab:green", capsize=3)
+        colours = {"faster": "tab:green", "slower": "tab:red"}
+        ax1.barh(ys, sp, xerr=[lo, hi], capsize=3,
+                 color=[colours.get(speed[v].verdict, "tab:gray") if v in speed else "black" for v in names])
         ax1.axvline(1.0, color="black", lw=1)
         ax1.set_yticks(list(ys), names)
-        ax1.set_xlabel(f"speedup vs {BASELINE} (x, >1 is faster; bars: 95% CI)")
+        ax1.set_xlabel(f"speedup vs {BASELINE} (x, >1 is faster; whiskers: 95% CI)\n"
+                       "green: faster, red: slower, grey: no real difference")
         comp = [b.model_bytes / r.model_bytes if _float(r.model_bytes) else math.nan for r in ok.itertuples()]
         zcomp = [b.model_zip_bytes / r.model_zip_bytes if _float(r.model_zip_bytes) else math.nan
                  for r in ok.itertuples()]
@@ -159,7 +162,7 @@ def _plots(out: Path, target: str, rows: pd.DataFrame, samples: pd.DataFrame, sp
         ax2.barh([y + 0.2 for y in ys], zcomp, height=0.4, label="zip bytes", color="tab:orange")
         ax2.axvline(1.0, color="black", lw=1)
         ax2.set_xlabel(f"compression vs {BASELINE} (x smaller)")
-        ax2.legend()
+        ax2.legend(loc="lower right", framealpha=0.9)
         fig.suptitle(f"Speedup and compression vs {BASELINE} on {target}")
         made.append(_save(fig, out / f"speedup_compression{suffix}.png", "Speedup and compression"))
     return made

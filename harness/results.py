@@ -310,8 +310,9 @@ def pyperf_suite(measurements: Iterable[Measurement]) -> Any:
                 runs.append(pyperf.Run(values, warmups=warmups, metadata=metadata, collect_metadata=False))
         if runs:
             bench = pyperf.Benchmark(runs)
-            bench.update_metadata({"description": f"{m.model} {m.variant} on {m.target}",
-                                   "hostname": m.machine.get("hostname", "")})
+            metadata = {"description": f"{m.model} {m.variant} on {m.target}",
+                        "hostname": m.machine.get("hostname"), "cpu_model_name": m.machine.get("cpu_model")}
+            bench.update_metadata({k: str(v) for k, v in metadata.items() if v})  # pyperf refuses empty values
             benchmarks.append(bench)
     return pyperf.BenchmarkSuite(benchmarks) if benchmarks else None
 
