@@ -132,7 +132,7 @@ def _plots(out: Path, target: str, rows: pd.DataFrame, samples: pd.DataFrame, sp
     data = [[x for g in _groups(samples, target, v) for x in g] for v in names]
     if any(data):
         fig, ax = plt.subplots(figsize=(8, 0.45 * len(names) + 1.5))
-        ax.boxplot([d or [math.nan] for d in data], vert=False, showfliers=False)
+        ax.boxplot([d or [math.nan] for d in data], orientation="horizontal", showfliers=False)
         ax.set_yticks(range(1, len(names) + 1), names)
         ax.set_xlabel("latency per inference (ms); boxes: quartiles, whiskers: 1.5 IQR (outliers hidden)")
         ax.set_title(f"Latency distribution on {target}")
@@ -273,7 +273,7 @@ def write_report(out_dir: Path, comparer: Comparer | None = None) -> Path:
         lines += ["", "### What each variant changed, and whether it is really faster", ""]
         for _, r in trows.iterrows():
             lines.append(verdict_line(r["variant"], r, base, speed.get(r["variant"])))
-        warned = trows[trows["warnings"].fillna("") != ""] if "warnings" in trows else trows.iloc[0:0]
+        warned = trows[trows["warnings"].astype("string").fillna("") != ""]
         if not warned.empty:
             lines += ["", "### Measurement warnings", ""]
             lines += [f"- {r['variant']}: {r['warnings']}" for _, r in warned.iterrows()]
