@@ -1,0 +1,261 @@
+"""Orchestration of `edgebench compress`: one model in, one folder per variant out.
+
+Everything the user can get wrong (variant specs, model spec, weights, input shape, data file) is
+checked before any long work. Then each variant is built, exported, evaluated from its ONNX file and
+written with its manifest; ``artifacts.csv`` is rewritten after every variant so an interrupted build
+keeps what it built, and a variant whose inputs did not change is reused, not rebuilt.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import shutil
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from export import cluster as clustering
+from export import manifest as mf
+from export import prune as pruning
+from export.data import Dataset, load_dataset, write_npz
+from export.evaluate import evaluate_onnx
+from export.onnx_export import export_onnx, parity_check
+from export.quantize import quantize_dynamic_int8, quantize_static_int8, quick_latency_ratio
+from export.train import FINETUNE_RECIPE, TRAIN_RECIPE, Recipe, set_threads, train_cached
+from export.variants import Variant, parse_variants
+from export.zoo import load_model
+from harness.errors import EdgebenchError
+
+Progress = Callable[[str], None]
+PARITY_SAMPLES = 64
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Knobs beyond the CONTRACT flags; all of them go into each variant's rebuild key."""
+
+    finetune: bool = True
+    finetune_recipe: Recipe = FINETUNE_RECIPE
+    train_recipe: Recipe = TRAIN_RECIPE
+    calibration: str = "minmax"
+    activation_type: str = "uint8"
+    weight_type: str = "int8"
+    per_channel: bool = True
+    round_to: int | None = 8
+    exporter: str = "legacy"
+    cluster_init: str = "linear"
+    layerwise_l1: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Context:
+    spec: str
+    model: nn.Module
+    input_shape: tuple[int, ...]
+    data: Dataset
+    weights_record: dict
+    options: BuildOptions
+    float_models: dict[str, tuple[nn.Module, list[dict], dict]] = field(default_factory=dict)
+
+
+def _inputs_hash(ctx: _Context, variant: Variant) -> str:
+    """Everything that decides an artifact's bytes; equal hash + equal file sha256 = reuse it."""
+    key = {
+        "schema": mf.SCHEMA_VERSION, "model": ctx.spec, "weights": ctx.weights_record.get("sha256")
+        or ctx.weights_record.get("cache_key"), "input_shape": list(ctx.input_shape), "data": ctx.data.fingerprint,
+        "variant": str(variant), "options": asdict(ctx.options), "torch": torch.__version__,
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _build_float(ctx: _Context, base: Variant, progress: Progress) -> tuple[nn.Module, list[dict], dict]:
+    """The compressed float model for ``base`` (shared by ``X`` and ``X+int8``), with its step records."""
+    if str(base) in ctx.float_models:
+        return ctx.float_models[str(base)]
+    o = ctx.options
+    ft = o.finetune_recipe if o.finetune else None
+    model = copy.deepcopy(ctx.model)
+    extra: dict = {}
+    if base.method == "fp32":
+        steps: list[dict] = []
+    elif base.method == "prune-l1":
+        progress(f"{base}: magnitude pruning to sparsity {base.amount} in {base.iterations} step(s)")
+        steps = pruning.prune_unstructured(model, base.amount, ctx.data, iterations=base.iterations,
+                                           layerwise=o.layerwise_l1, finetune=ft)
+        extra["note"] = ("unstructured zeros: dense kernels do the same work, so file bytes and latency do not "
+                         "drop; only the zipped size does")
+    elif base.method == "prune-ch":
+        progress(f"{base}: removing {base.amount:.0%} of channels in {base.iterations} step(s)")
+        steps = pruning.prune_channels(model, base.amount, ctx.input_shape, ctx.data, iterations=base.iterations,
+                                       round_to=o.round_to, finetune=ft)
+        extra["channels"] = pruning.channel_counts(model)
+    else:
+        progress(f"{base}: folding BatchNorm, clustering to {base.clusters} values per layer")
+        model, steps = clustering.cluster_model(model, base.clusters, ctx.data, init=o.cluster_init, finetune=ft)
+    model.eval()
+    ctx.float_models[str(base)] = (model, steps, extra)
+    return ctx.float_models[str(base)]
+
+
+def _build_variant(ctx: _Context, variant: Variant, vdir: Path, progress: Progress) -> dict:
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    model, steps, extra = _build_float(ctx, variant.base, progress)
+    timings["compress_seconds"] = round(time.perf_counter() - t0, 3)
+    vdir.mkdir(parents=True, exist_ok=True)
+    out = vdir / "model.onnx"
+    x_par = ctx.data.x_test[:PARITY_SAMPLES]
+    record: dict = {}
+    with tempfile.TemporaryDirectory(dir=vdir) as tmp:
+        float_path = out if variant.quant is None else Path(tmp) / "float.onnx"
+        t0 = time.perf_counter()
+        record["export"] = export_onnx(model, ctx.input_shape, float_path, exporter=ctx.options.exporter)
+        timings["export_seconds"] = round(time.perf_counter() - t0, 3)
+        record["parity_max_abs_diff"] = parity_check(float_path, model, x_par)
+        if variant.quant == "int8":
+            progress(f"{variant}: static INT8 (QDQ, per-channel, {ctx.options.calibration})")
+            record["quantization"] = quantize_static_int8(
+                float_path, out, ctx.data.x_train, calibration=ctx.options.calibration,
+                per_channel=ctx.options.per_channel, activation_type=ctx.options.activation_type,
+                weight_type=ctx.options.weight_type)
+        elif variant.quant == "int8dyn":
+            progress(f"{variant}: dynamic INT8")
+            record["quantization"] = quantize_dynamic_int8(float_path, out, per_channel=ctx.options.per_channel)
+            ratio = quick_latency_ratio(out, float_path, ctx.data.x_test)
+            record["quantization"]["latency_ratio_vs_float_quick"] = round(ratio, 3)
+            record["quantization"]["slow_for_cnn"] = bool(ratio > 1.0)
+            if ratio > 1.0:
+                extra["note"] = (f"dynamic INT8 measured {ratio:.1f}x the float latency here (ConvInteger): "
+                                 "use +int8 (static QDQ) for CNNs")
+        if variant.quant:
+            timings["quantize_seconds"] = record["quantization"]["seconds"]
+            sess_out = _torch_vs_onnx(out, model, x_par)
+            record["quantized_max_abs_diff_vs_torch"] = sess_out
+    t0 = time.perf_counter()
+    metrics = evaluate_onnx(out, ctx.data.x_test, ctx.data.y_test, ctx.data.num_classes)
+    timings["evaluate_seconds"] = round(time.perf_counter() - t0, 3)
+    stats = mf.graph_stats(out)
+    size, zipped = mf.file_sizes(out)
+    sparsity = None
+    if stats["params"]:
+        sparsity = 1.0 - stats["nonzero_params"] / stats["params"]
+    return {
+        "status": "ok", "error": None, "model_sha256": mf.sha256_file(out), "model_bytes": size,
+        "model_zip_bytes": zipped, "params": stats["params"], "nonzero_params": stats["nonzero_params"],
+        "macs": stats["macs"], "macs_source": stats["macs_source"], "opset": stats["opset"],
+        "exporter": record["export"]["exporter"], "export": record["export"],
+        "parity_max_abs_diff": record["parity_max_abs_diff"],
+        "quantized_max_abs_diff_vs_torch": record.get("quantized_max_abs_diff_vs_torch"),
+        "quantization": record.get("quantization"), "weight_sparsity": sparsity,
+        "unique_weight_values": stats["unique_weight_values"] if variant.method == "cluster" else None,
+        "max_unique_weight_values": stats["max_unique_weight_values"],
+        "peak_activation_bytes": stats["peak_activation_bytes"],
+        "peak_activation_method": "static: live tensors over the topologically sorted graph at batch 1, no reuse",
+        "quantized_ops": stats["quantized_ops"], "steps": steps, **extra,
+        **{k: metrics[k] for k in ("accuracy", "precision_macro", "recall_macro", "f1_macro", "gmean")},
+        "confusion_matrix": metrics["confusion_matrix"], "n_test_samples": metrics["n_test_samples"],
+        "accuracy_source": "onnxruntime on model.onnx, test split", "timings": timings,
+    }
+
+
+def _torch_vs_onnx(path: Path, model: nn.Module, x: np.ndarray) -> float:
+    from export.onnx_export import ort_session
+
+    sess = ort_session(path)
+    got = sess.run(None, {sess.get_inputs()[0].name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+    with torch.no_grad():
+        want = model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
+    return float(np.max(np.abs(got - want)))
+
+
+def _reusable(vdir: Path, inputs_hash: str) -> dict | None:
+    old = mf.read_manifest(vdir / "manifest.json")
+    model = vdir / "model.onnx"
+    if (old and old.get("status") == "ok" and old.get("inputs_hash") == inputs_hash and model.is_file()
+            and mf.sha256_file(model) == old.get("model_sha256")):
+        return old
+    return None
+
+
+def prepare(model: str, *, weights: Path | None = None, input_shape: tuple[int, ...] | None = None,
+            data: Path | None = None, options: BuildOptions = BuildOptions(),
+            progress: Progress = lambda s: None) -> _Context:
+    """Load and check model + data, train (or load cached) weights when none are given."""
+    set_threads()
+    net, shape = load_model(model, weights, input_shape)
+    dataset = load_dataset(data, shape)
+    if model.startswith("zoo:") and dataset.num_classes != 10 and weights is None:
+        net, shape = load_model(model, None, shape, num_classes=dataset.num_classes)
+    with torch.no_grad():
+        n_out = net(torch.from_numpy(dataset.x_test[:2])).reshape(2, -1).shape[1]
+    if n_out < dataset.num_classes:
+        raise EdgebenchError(f"the model has {n_out} outputs but the data has {dataset.num_classes} classes; "
+                             "give data that matches the model's classes")
+    if weights is not None:
+        record = {"source": "file", "path": str(weights), "sha256": mf.sha256_file(Path(weights))}
+    else:
+        record = {"source": "trained by edgebench", **train_cached(net, model, shape, dataset, options.train_recipe,
+                                                                   progress)}
+    return _Context(model, net.eval(), shape, dataset, record, options)
+
+
+def compress(model: str, variants: list[str], out_dir: Path, *, weights: Path | None = None,
+             input_shape: tuple[int, ...] | None = None, data: Path | None = None,
+             progress: Progress | None = None, options: BuildOptions | None = None) -> list[dict]:
+    """Build ``out_dir/<variant>/model.onnx`` + ``manifest.json`` per variant and ``out_dir/artifacts.csv``.
+
+    Returns one manifest dict per variant, in the order given; failed variants have ``status`` != "ok"
+    and an ``error`` message, and do not stop the others.
+    """
+    progress = progress or (lambda s: None)
+    options = options or BuildOptions()
+    parsed = parse_variants(variants)  # bad specs fail before any training
+    out_dir = Path(out_dir)
+    ctx = prepare(model, weights=weights, input_shape=input_shape, data=data, options=options, progress=progress)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data_file = write_npz(out_dir / "data.npz", ctx.data.x_test, ctx.data.y_test)
+    results: list[dict] = []
+    for v in parsed:
+        vdir = out_dir / v.dir_name
+        inputs_hash = _inputs_hash(ctx, v)
+        old = _reusable(vdir, inputs_hash)
+        if old is not None:
+            progress(f"{v}: reusing the artifact already built in {vdir}")
+            old["reused"] = True
+            results.append(old)
+            mf.write_artifacts_csv(out_dir / "artifacts.csv", results)
+            continue
+        progress(f"{v}: building")
+        t0 = time.perf_counter()
+        base = {
+            "schema_version": mf.SCHEMA_VERSION, "variant": str(v), "variant_dir": v.dir_name, "model": model,
+            "input_shape": list(ctx.input_shape), "weights": ctx.weights_record, "data": ctx.data.source,
+            "data_file": str(data_file), "num_classes": ctx.data.num_classes, "inputs_hash": inputs_hash,
+            "recipe": {"method": v.method, "amount": v.amount, "clusters": v.clusters, "iterations": v.iterations,
+                       "quant": v.quant, "options": asdict(options)},
+        }
+        try:
+            built = _build_variant(ctx, v, vdir, progress)
+        except Exception as exc:  # failures are data: this variant's row says why, the rest go on
+            msg = str(exc) if isinstance(exc, EdgebenchError) else (
+                f"{type(exc).__name__}: {exc} | " + " | ".join(traceback.format_exc().strip().splitlines()[-3:]))
+            built = {"status": type(exc).__name__, "error": msg}
+            (vdir / "model.onnx").unlink(missing_ok=True)
+            progress(f"{v}: FAILED: {msg}")
+        manifest = {**base, **built, "build_seconds": round(time.perf_counter() - t0, 3), "reused": False}
+        vdir.mkdir(parents=True, exist_ok=True)
+        mf.write_json_atomic(vdir / "manifest.json", manifest)
+        results.append(manifest)
+        mf.write_artifacts_csv(out_dir / "artifacts.csv", results)
+    return results
+

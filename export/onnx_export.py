@@ -1,0 +1,158 @@
+"""PyTorch -> ONNX: export, check, simplify, and prove the file computes what the model computes.
+
+The legacy TorchScript exporter is the default because it is ~10x faster to export here; the dynamo
+exporter is an option (it writes weights to an external ``.onnx.data`` file, which we fold back into
+the model file when it fits under protobuf's 2 GB limit so one file is one artifact).
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from harness.errors import EdgebenchError
+
+OPSET = 17
+EXPORTERS = ("legacy", "dynamo")
+INPUT_NAME = "input"
+OUTPUT_NAME = "output"
+_TWO_GB = 2 * 1024**3 - 1
+
+
+def _export_legacy(model: nn.Module, example: torch.Tensor, opset: int) -> onnx.ModelProto:
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation banner is not the user's problem
+        torch.onnx.export(model, example, buf, dynamo=False, opset_version=opset, do_constant_folding=True,
+                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                          dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
+    return onnx.load_from_string(buf.getvalue())
+
+
+def _export_dynamo(model: nn.Module, example: torch.Tensor, opset: int, tmp: Path) -> onnx.ModelProto:
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prog = torch.onnx.export(model, (example,), dynamo=True, opset_version=opset,
+                                 input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                                 dynamic_shapes={"x": {0: batch}} if _first_arg(model) == "x" else ({0: batch},))
+    prog.save(str(tmp))
+    return onnx.load(str(tmp), load_external_data=True)
+
+
+def _first_arg(model: nn.Module) -> str:
+    import inspect
+
+    params = list(inspect.signature(model.forward).parameters)
+    return params[0] if params else "x"
+
+
+def export_onnx(model: nn.Module, input_shape: tuple[int, ...], path: Path, *, exporter: str = "legacy",
+                opset: int = OPSET, simplify: bool = True) -> dict:
+    """Export ``model`` (eval mode) to ``path`` with a dynamic batch axis, check it, simplify it.
+
+    Returns a record: exporter, opset, seconds per stage, whether onnxsim changed the graph.
+    """
+    if exporter not in EXPORTERS:
+        raise EdgebenchError(f"unknown exporter {exporter!r}; use one of {', '.join(EXPORTERS)}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    example = torch.zeros(input_shape)
+    record: dict = {"exporter": exporter, "opset": opset}
+    t0 = time.perf_counter()
+    try:
+        if exporter == "legacy":
+            proto = _export_legacy(model, example, opset)
+        else:
+            proto = _export_dynamo(model, example, opset, path.with_name("dynamo_tmp.onnx"))
+    except EdgebenchError:
+        raise
+    except Exception as exc:
+        raise EdgebenchError(
+            f"torch.onnx.export ({exporter}) failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}. "
+            "Try --exporter " + ("dynamo" if exporter == "legacy" else "legacy")) from exc
+    finally:
+        for leftover in path.parent.glob("dynamo_tmp.onnx*"):
+            leftover.unlink()
+    record["export_seconds"] = round(time.perf_counter() - t0, 3)
+    try:
+        onnx.checker.check_model(proto)
+    except Exception as exc:
+        raise EdgebenchError(f"exported ONNX model fails onnx.checker: {exc}") from exc
+    record["onnxsim"] = None
+    if simplify:
+        t0 = time.perf_counter()
+        try:
+            import onnxsim
+
+            simplified, ok = onnxsim.simplify(proto)
+            if ok:
+                onnx.checker.check_model(simplified)
+                proto = simplified
+            record["onnxsim"] = "ok" if ok else "check failed; kept unsimplified graph"
+        except Exception as exc:  # onnxsim is an optimisation: a failure is recorded, not fatal
+            record["onnxsim"] = f"failed ({type(exc).__name__}); kept unsimplified graph"
+        record["simplify_seconds"] = round(time.perf_counter() - t0, 3)
+    save_model(proto, path)
+    record["external_data"] = external_data_files(path) != []
+    return record
+
+
+def save_model(proto: onnx.ModelProto, path: Path) -> None:
+    """Weights inside the file when they fit protobuf's 2 GB limit, else one external data file beside it."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    if proto.ByteSize() < _TWO_GB:
+        onnx.save_model(proto, str(tmp))
+    else:
+        onnx.save_model(proto, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=path.name + ".data")
+    tmp.replace(path)
+
+
+def external_data_files(path: Path) -> list[Path]:
+    """External data files a model references (their bytes are part of what the device stores)."""
+    proto = onnx.load(str(path), load_external_data=False)
+    files = set()
+    for init in proto.graph.initializer:
+        if init.data_location == onnx.TensorProto.EXTERNAL:
+            for kv in init.external_data:
+                if kv.key == "location":
+                    files.add(Path(path).parent / kv.value)
+    return sorted(files)
+
+
+def ort_session(path: Path, threads: int = 1):  # -> onnxruntime.InferenceSession
+    """A CPU InferenceSession on the file (the same provider the runner uses)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def parity_check(path: Path, model: nn.Module, x: np.ndarray, *, atol: float = 1e-3, rtol: float = 1e-3) -> float:
+    """Max |ONNX Runtime - PyTorch| on real inputs ``x``; beyond ``atol + rtol*max|y|`` it is an error."""
+    sess = ort_session(path)
+    name = sess.get_inputs()[0].name
+    got = sess.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+    with torch.no_grad():
+        want = model.eval()(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
+    if got.shape != want.shape:
+        raise EdgebenchError(f"ONNX output shape {got.shape} differs from PyTorch {want.shape}: the export is broken")
+    diff = float(np.max(np.abs(got - want)))
+    tol = atol + rtol * float(np.max(np.abs(want)))
+    if not np.isfinite(diff) or diff > tol:
+        raise EdgebenchError(
+            f"ONNX Runtime output differs from PyTorch by {diff:.3g} (tolerance {tol:.3g}) on real inputs: "
+            "the export is wrong; try --exporter dynamo or report the model")
+    return diff

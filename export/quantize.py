@@ -1,0 +1,123 @@
+"""INT8 with onnxruntime: static QDQ per-channel calibrated on real data (``+int8``) or dynamic (``+int8dyn``).
+
+Defaults follow what measured fastest on this x86 machine (AVX-512 VNNI): U8 activations / S8 weights,
+per-channel, QDQ. S8S8 was barely faster than FP32; dynamic quantization of a CNN turns convs into
+ConvInteger and was several times slower than FP32, so the dynamic variant measures itself against FP32
+and says so in the manifest.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from export.onnx_export import INPUT_NAME, ort_session, save_model
+from harness.errors import EdgebenchError
+
+CALIBRATIONS = ("minmax", "entropy", "percentile")
+N_CALIBRATION = 256
+
+
+class _Reader:
+    """CalibrationDataReader over real samples, batch 1 (ranges are per-sample activations)."""
+
+    def __init__(self, x: np.ndarray, input_name: str) -> None:
+        self._it = iter([{input_name: x[i:i + 1]} for i in range(len(x))])
+
+    def get_next(self):  # noqa: ANN201 - onnxruntime's protocol
+        return next(self._it, None)
+
+    def rewind(self) -> None:  # pragma: no cover - not used by the calibrators we call
+        pass
+
+
+def _preprocess(src: Path, dst: Path) -> str:
+    """quant_pre_process (shape inference + graph optimisation); on failure fall back and say so."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
+        return "ok"
+    except Exception as exc:  # e.g. symbolic shape inference gives up on an exotic op
+        try:
+            quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
+            return f"ok without symbolic shape inference ({type(exc).__name__})"
+        except Exception as exc2:
+            raise EdgebenchError(f"quant_pre_process failed: {type(exc2).__name__}: {exc2}") from exc2
+
+
+def quantize_static_int8(src: Path, dst: Path, calib_x: np.ndarray, *, calibration: str = "minmax",
+                         per_channel: bool = True, activation_type: str = "uint8",
+                         weight_type: str = "int8") -> dict:
+    """Static QDQ quantization of ``src`` into ``dst``, calibrated on ``calib_x`` (real samples)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    if calibration not in CALIBRATIONS:
+        raise EdgebenchError(f"unknown calibration {calibration!r}; use one of {', '.join(CALIBRATIONS)}")
+    types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
+    if activation_type not in types or weight_type not in types:
+        raise EdgebenchError("activation/weight types must be 'uint8' or 'int8'")
+    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+              "percentile": CalibrationMethod.Percentile}[calibration]
+    x = np.ascontiguousarray(calib_x[:N_CALIBRATION], dtype=np.float32)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        pre_status = _preprocess(src, pre)
+        try:
+            quantize_static(str(pre), str(Path(tmp) / "q.onnx"), _Reader(x, INPUT_NAME),
+                            quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                            activation_type=types[activation_type], weight_type=types[weight_type],
+                            calibrate_method=method,
+                            extra_options={"CalibTensorRangeSymmetric": False} if calibration == "minmax" else None)
+        except Exception as exc:
+            raise EdgebenchError(f"static INT8 quantization failed: {type(exc).__name__}: {exc}") from exc
+        import onnx
+
+        save_model(onnx.load(str(Path(tmp) / "q.onnx")), dst)
+    return {
+        "mode": "static", "format": "QDQ", "per_channel": per_channel, "activation_type": activation_type,
+        "weight_type": weight_type, "calibration": calibration, "n_calibration_samples": int(len(x)),
+        "calibration_split": "train", "pre_process": pre_status, "seconds": round(time.perf_counter() - t0, 3),
+    }
+
+
+def quantize_dynamic_int8(src: Path, dst: Path, *, per_channel: bool = True) -> dict:
+    """Dynamic quantization (weights int8 offline, activations quantized at run time)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        pre_status = _preprocess(src, pre)
+        try:
+            quantize_dynamic(str(pre), str(Path(tmp) / "q.onnx"), per_channel=per_channel, weight_type=QuantType.QInt8)
+        except Exception as exc:
+            raise EdgebenchError(f"dynamic INT8 quantization failed: {type(exc).__name__}: {exc}") from exc
+        import onnx
+
+        save_model(onnx.load(str(Path(tmp) / "q.onnx")), dst)
+    return {"mode": "dynamic", "format": "QOperator", "per_channel": per_channel, "activation_type": "uint8 (runtime)",
+            "weight_type": "int8", "calibration": None, "n_calibration_samples": 0, "pre_process": pre_status,
+            "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def quick_latency_ratio(candidate: Path, baseline: Path, x1: np.ndarray, blocks: int = 5, per_block: int = 30) -> float:
+    """Median latency ratio candidate/baseline in one process, alternating blocks of calls (the pattern
+    DESIGN.md found tight and unbiased). A quick sanity figure for the manifest, not a benchmark."""
+    import time as _t
+
+    sess = {"c": ort_session(candidate), "b": ort_session(baseline)}
+    feed = {INPUT_NAME: np.ascontiguousarray(x1[:1], dtype=np.float32)}
+    times: dict[str, list[float]] = {"c": [], "b": []}
+    for _ in range(blocks):
+        for key in ("b", "c"):
+            for i in range(per_block):
+                t0 = _t.perf_counter()
+                sess[key].run(None, feed)
+                if i >= 3:  # the first calls of a block refill caches evicted by the other model
+                    times[key].append(_t.perf_counter() - t0)
+    return float(np.median(times["c"]) / np.median(times["b"]))
