@@ -178,7 +178,7 @@ def customize(root: Path) -> None:
 def build(cache: Path, rootfs: Path | None = None) -> Path:
     """Make the cached board tarball (debootstrap + customize); returns its path."""
     ensure_binfmt()
-    work = Path(tempfile.mkdtemp(prefix="edgebench-board-build-"))
+    work = None if rootfs else Path(tempfile.mkdtemp(prefix="edgebench-board-build-"))
     root = rootfs or work / "rootfs"
     try:
         debootstrap(root)
@@ -189,7 +189,7 @@ def build(cache: Path, rootfs: Path | None = None) -> Path:
                        check=True)  # fmt: skip
         part.replace(cache)
     finally:
-        if rootfs is None:
+        if work is not None:
             shutil.rmtree(work, ignore_errors=True)
     return cache
 

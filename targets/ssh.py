@@ -23,8 +23,9 @@ import subprocess
 import tempfile
 import threading
 import time
+import weakref
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from harness.errors import TargetError
@@ -111,6 +112,18 @@ def explain_ssh_failure(stderr: str, name: str, dest: dict[str, str]) -> SshErro
     return SshError(f"ssh to {name} failed: {_last_line(text) or 'no message from ssh'}", "unreachable")
 
 
+def _cleanup(master: subprocess.Popen[bytes], ctl_dir: Path) -> None:
+    """Stop a master connection by its PID and remove its control folder."""
+    if master.poll() is None:
+        master.terminate()
+        try:
+            master.wait(5)
+        except subprocess.TimeoutExpired:
+            master.kill()
+            master.wait()
+    shutil.rmtree(ctl_dir, ignore_errors=True)
+
+
 def _last_line(text: str) -> str:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith(("@@@", "Warning: Permanently"))]
     return lines[-1] if lines else ""
@@ -146,6 +159,7 @@ class SshTarget(Target):
         self._lock = threading.RLock()
         self._ctl_dir: Path | None = None
         self._master: subprocess.Popen[bytes] | None = None
+        self._finalizer: Callable[[], None] = lambda: None
         self._dest: dict[str, str] | None = None
         self.remote_home: str | None = None
         self._runner_remote: str | None = None
@@ -206,11 +220,13 @@ class SshTarget(Target):
             log_path = self._ctl_dir / "master.log"
             sock = self._ctl_dir / "cm"
             with open(log_path, "wb") as log:
-                self._master = subprocess.Popen(
+                self._master = master = subprocess.Popen(
                     ["ssh", *self._options(), "-o", f"ControlPath={sock}", "-o", "ControlMaster=yes",
                      "-o", "ControlPersist=no", "-N", "--", self.host],
                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
                 )  # fmt: skip
+            # A target dropped without close() must not leave its ssh process or control folder behind.
+            self._finalizer = weakref.finalize(self, _cleanup, master, self._ctl_dir)
             # The control socket appears once the master has logged in; a failed login ends the master.
             deadline = time.monotonic() + self.connect_timeout + 10
             while not sock.exists():
@@ -233,18 +249,10 @@ class SshTarget(Target):
             self._runner_remote = None
 
     def _stop_master(self) -> None:
-        if self._master is not None:
-            if self._master.poll() is None:
-                self._master.terminate()
-                try:
-                    self._master.wait(5)
-                except subprocess.TimeoutExpired:
-                    self._master.kill()
-                    self._master.wait()
-            self._master = None
-        if self._ctl_dir is not None:
-            shutil.rmtree(self._ctl_dir, ignore_errors=True)
-            self._ctl_dir = None
+        if self._master is not None or self._ctl_dir is not None:
+            self._finalizer()
+        self._master = None
+        self._ctl_dir = None
 
     def open(self) -> None:
         """Connect, then check the board has Python >= 3.9, numpy and onnxruntime (SshError with the fix)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -78,11 +79,13 @@ def test_doctor_names_what_is_missing_and_how_to_fix_it(loopback_sshd, tmp_path:
         pytest.skip("the system python3 has onnxruntime here")
     assert f"edgebench doctor --target {loopback_sshd.alias} --provision" in checks["onnxruntime"].fix
     key = tmp_path / "k"
-    import subprocess
-
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     cfg = loopback_sshd.write_client_config(tmp_path / "cfg", identity=key)
-    checks = {c.name: c for c in doctor(SshTarget(loopback_sshd.alias, ssh_config=cfg))}
+    locked_out = SshTarget(loopback_sshd.alias, ssh_config=cfg)
+    try:
+        checks = {c.name: c for c in doctor(locked_out)}
+    finally:
+        locked_out.close()
     assert checks["reachable"].ok and not checks["login"].ok and "ssh-copy-id" in checks["login"].fix
 
 
