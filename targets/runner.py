@@ -499,37 +499,65 @@ def evaluate(session, spec, chunk=64):
     return {"n": int(len(labels)), "confusion": cm.tolist()}
 
 
+def _paired_sessions(spec, keys):
+    """Open every model of a paired run; --shape overrides apply to the models that have that input."""
+    overrides = dict(spec.get("shapes") or {})
+    seed = int((spec.get("inputs") or {}).get("seed", 0))
+    sessions, feeds, outputs, seen = [], [], [], set()
+    for key in keys:
+        session = open_session(_file(spec, key), spec)
+        names = set(i.name for i in session.get_inputs())
+        seen |= names
+        own = dict(spec, shapes={k: v for k, v in overrides.items() if k in names})
+        shapes = input_shapes(session, own)
+        sessions.append(session)
+        feeds.append(random_feeds(session, shapes, seed))
+        outputs.append([o.name for o in session.get_outputs()])
+    unknown = sorted(set(overrides) - seen)
+    if unknown:
+        raise RunnerError("bad_shape", "--shape names %s, but no model has such an input" % ", ".join(unknown))
+    return sessions, feeds, outputs
+
+
 def paired(spec):
     """Alternate several models in blocks of calls in this one process (A/B comparisons).
 
     Block alternation, not single calls: alternating every call lets the models evict each other's
     weights from cache, which biased a measured 1.37x ratio to 1.23x here. The first calls of each
-    block re-warm the cache and are dropped.
+    block re-warm the cache and are dropped. Blocks run in ABBA order (neither side always goes
+    first) for at least `n_blocks` blocks per model and, when `min_time_s` is given, until that much
+    time has passed (a slow model on a board needs fewer blocks than a fast one); always an even
+    number, so each model leads equally often.
     """
     _need_runtime()
     keys = list(spec.get("models") or [])
-    if len(keys) < 2:
-        raise RunnerError("bad_spec", "paired mode needs at least two models")
-    sessions, feeds, outputs = [], [], []
-    for key in keys:
-        session = open_session(_file(spec, key), spec)
-        shapes = input_shapes(session, spec)
-        sessions.append(session)
-        feeds.append(random_feeds(session, shapes, int((spec.get("inputs") or {}).get("seed", 0))))
-        outputs.append([o.name for o in session.get_outputs()])
+    if len(keys) < 2 or len(set(keys)) != len(keys):
+        raise RunnerError("bad_spec", "paired mode needs at least two distinct model keys")
     block = int(spec.get("block_size", 40))
     drop = int(spec.get("drop_per_block", 5))
     n_blocks = int(spec.get("n_blocks", 6))
+    if block < 1 or not 0 <= drop < block or n_blocks < 1:
+        raise RunnerError("bad_spec", "paired mode needs block_size >= 1, 0 <= drop_per_block < block_size "
+                                      "and n_blocks >= 1 (got %d, %d, %d)" % (block, drop, n_blocks))
+    min_ns = int(float(spec.get("min_time_s", 0.0)) * 1e9)
+    max_ns = int(float(spec.get("max_time_s", 60.0)) * 1e9)
+    sessions, feeds, outputs = _paired_sessions(spec, keys)
     order = list(range(len(keys)))
     clock = time.perf_counter_ns
-    for i in order:  # warm every model once before any timing
-        for _ in range(drop + 1):
-            sessions[i].run(outputs[i], feeds[i])
+    for i in order:  # warm every model before any timing; the first call may fail on bad inputs
+        try:
+            for _ in range(drop + 1):
+                sessions[i].run(outputs[i], feeds[i])
+        except Exception as exc:  # noqa: BLE001
+            raise RunnerError("run_failed", "inference of %s failed with inputs %s: %s" % (
+                keys[i], ", ".join("%s%s" % (k, list(v.shape)) for k, v in feeds[i].items()), _ort_message(exc)))
     blocks = {k: [] for k in keys}
     gc_was_enabled = gc.isenabled()
     gc.disable()
+    start = clock()
+    b = 0
     try:
-        for b in range(n_blocks):
+        while True:
             sequence = order if b % 2 == 0 else order[::-1]  # ABBA: neither side always goes first
             for i in sequence:
                 sess, fd, out = sessions[i], feeds[i], outputs[i]
@@ -539,10 +567,16 @@ def paired(spec):
                     sess.run(out, fd)
                     times.append(clock() - t0)
                 blocks[keys[i]].append(times[drop:])
+            b += 1
+            elapsed = clock() - start
+            if b % 2 == 0 or n_blocks == 1:
+                if (b >= n_blocks and elapsed >= min_ns) or elapsed >= max_ns:
+                    break
     finally:
         if gc_was_enabled:
             gc.enable()
-    return {"mode": "paired", "models": keys, "block_size": block, "drop_per_block": drop, "blocks_ns": blocks}
+    return {"mode": "paired", "models": keys, "block_size": block, "drop_per_block": drop, "n_blocks": b,
+            "blocks_ns": blocks}
 
 
 def main(argv):
