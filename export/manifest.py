@@ -127,8 +127,11 @@ def graph_stats(path: Path) -> dict:
             if w is not None and out is not None:
                 if n.op_type in ("Conv", "ConvInteger", "QLinearConv"):
                     macs += int(np.prod(out)) * int(np.prod(w.shape[1:]))
-                else:
-                    macs += int(np.prod(out)) * int(w.shape[0] if w.ndim == 2 else 1)
+                elif n.op_type == "Gemm":
+                    trans_b = any(a.name == "transB" and a.i for a in n.attribute)
+                    macs += int(np.prod(out)) * int(w.shape[1] if trans_b else w.shape[0])
+                else:  # MatMul(x, W): W is K x N
+                    macs += int(np.prod(out)) * int(w.shape[-2] if w.ndim >= 2 else 1)
             if w is not None:
                 unique[n.name or wname] = int(np.unique(w).size)
 

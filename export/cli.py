@@ -1,0 +1,80 @@
+"""`edgebench compress`: flags (``configure``) and the command (``run``). harness/cli.py wires it in and
+turns EdgebenchError into `error: ...`; nothing here catches it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from export.build import BuildOptions, compress
+from export.quantize import CALIBRATIONS
+from export.variants import VALID_FORMS
+from harness.errors import EdgebenchError
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(s) for s in text.replace("x", ",").split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a shape like 1,3,224,224") from None
+    if len(shape) < 2 or any(s <= 0 for s in shape):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a shape like 1,3,224,224")
+    return shape
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the CONTRACT flags of `edgebench compress` plus build options."""
+    parser.add_argument("--model", required=True,
+                        help="zoo:NAME (digits-cnn, mobilenetv2, vgg, resnet, mixnet), path/file.py:factory "
+                             "or package.module:factory")
+    parser.add_argument("--weights", type=Path, help="state_dict file (loaded with weights_only=True); "
+                        "without it the model is trained on the data (cached)")
+    parser.add_argument("--input-shape", type=_shape, help="1,C,H,W (default: the zoo model's)")
+    parser.add_argument("--data", type=Path, help=".npz with x (float32 NxCxHxW) and y (int labels); "
+                        "default: the bundled 8x8 digits, resized")
+    parser.add_argument("--variants", required=True, help="comma-separated: " + "; ".join(VALID_FORMS))
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--no-finetune", action="store_true", help="skip fine-tuning after prune/cluster")
+    parser.add_argument("--finetune-epochs", type=int, default=None, help="epochs per fine-tuning step")
+    parser.add_argument("--calibration", choices=CALIBRATIONS, default="minmax", help="INT8 calibration method")
+    parser.add_argument("--activation-type", choices=("uint8", "int8"), default="uint8",
+                        help="INT8 activation type (uint8 measured fastest on x86 here)")
+    parser.add_argument("--round-to", type=int, default=8, help="keep channel counts a multiple of this (0 = off)")
+    parser.add_argument("--exporter", choices=("legacy", "dynamo"), default="legacy")
+    parser.add_argument("--cluster-init", choices=("linear", "kmeans++"), default="linear")
+    parser.add_argument("--layerwise", action="store_true", help="prune-l1: same sparsity in every layer")
+
+
+def format_table(rows: list[dict]) -> list[str]:
+    """Compact result table lines (pure: printing happens in run())."""
+    head = ("variant", "status", "params", "nonzero", "bytes", "zip bytes", "accuracy")
+    body = []
+    for r in rows:
+        acc = r.get("accuracy")
+        body.append((r["variant"], r["status"] + (" (reused)" if r.get("reused") else ""),
+                     str(r.get("params") or ""), str(r.get("nonzero_params") or ""), str(r.get("model_bytes") or ""),
+                     str(r.get("model_zip_bytes") or ""), f"{acc:.4f}" if acc is not None else ""))
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths)) for b in body]
+    lines += [f"  {r['variant']}: {r['error']}" for r in rows if r["status"] != "ok"]
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the artifacts; 0 if every variant is ok, else 1."""
+    if args.round_to is not None and args.round_to < 0:
+        raise EdgebenchError("--round-to must be 0 (off) or a positive channel multiple such as 8")
+    options = BuildOptions(finetune=not args.no_finetune, calibration=args.calibration,
+                           activation_type=args.activation_type, round_to=args.round_to or None,
+                           exporter=args.exporter, cluster_init=args.cluster_init, layerwise_l1=args.layerwise)
+    if args.finetune_epochs is not None:
+        options = replace(options, finetune_recipe=replace(options.finetune_recipe, epochs=args.finetune_epochs))
+    rows = compress(args.model, args.variants, args.out, weights=args.weights, input_shape=args.input_shape,
+                    data=args.data, progress=lambda s: print(s, file=sys.stderr, flush=True), options=options)
+    for line in format_table(rows):
+        print(line)
+    print(f"artifacts: {Path(args.out) / 'artifacts.csv'}")
+    return 0 if all(r["status"] == "ok" for r in rows) else 1

@@ -1,0 +1,110 @@
+"""Export parity, INT8, evaluation from the ONNX file, graph statistics and artifacts.csv."""
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import numpy_helper
+
+from export import manifest as mf
+from export.data import load_dataset
+from export.evaluate import evaluate_onnx
+from export.onnx_export import export_onnx, ort_session, parity_check, save_model
+from export.quantize import quantize_dynamic_int8, quantize_static_int8
+from export.train import Recipe, fit
+from export.zoo import DigitsCNN
+from harness.errors import EdgebenchError
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    d = load_dataset(None, (1, 1, 8, 8))
+    torch.manual_seed(0)
+    m = fit(DigitsCNN(width=16), d, Recipe(epochs=3))
+    path = tmp_path_factory.mktemp("m") / "model.onnx"
+    rec = export_onnx(m, (1, 1, 8, 8), path)
+    return m, d, path, rec
+
+
+def test_export_dynamic_batch_and_parity(trained):
+    m, d, path, rec = trained
+    assert rec["exporter"] == "legacy" and rec["onnxsim"] == "ok"
+    sess = ort_session(path)
+    assert sess.run(None, {"input": d.x_test[:5]})[0].shape == (5, 10)
+    assert parity_check(path, m, d.x_test[:32]) < 1e-4
+    assert not any(i.data_location == onnx.TensorProto.EXTERNAL for i in onnx.load(str(path)).graph.initializer)
+
+
+def _corrupt(src, dst, scale):
+    proto = onnx.load(str(src))
+    for init in proto.graph.initializer:
+        a = numpy_helper.to_array(init)
+        if a.ndim == 4:  # every conv weight
+            init.CopyFrom(numpy_helper.from_array((a * scale + 0.3).astype(a.dtype), init.name))
+    save_model(proto, dst)
+
+
+def test_parity_catches_a_broken_export(trained, tmp_path):
+    m, d, path, _ = trained
+    _corrupt(path, tmp_path / "broken.onnx", -1.0)
+    with pytest.raises(EdgebenchError, match="differs from PyTorch"):
+        parity_check(tmp_path / "broken.onnx", m, d.x_test[:32])
+
+
+def test_accuracy_comes_from_the_onnx_file(trained, tmp_path):
+    m, d, path, _ = trained
+    good = evaluate_onnx(path, d.x_test, d.y_test, 10)
+    assert good["accuracy"] > 0.6 and np.sum(good["confusion_matrix"]) == len(d.y_test)
+    _corrupt(path, tmp_path / "bad.onnx", -1.0)
+    bad = evaluate_onnx(tmp_path / "bad.onnx", d.x_test, d.y_test, 10)
+    assert bad["accuracy"] < good["accuracy"] - 0.3
+    assert set(bad) >= {"accuracy", "precision_macro", "recall_macro", "f1_macro", "gmean", "confusion_matrix"}
+
+
+def test_static_int8_is_smaller_qdq_and_accurate(trained, tmp_path):
+    m, d, path, _ = trained
+    rec = quantize_static_int8(path, tmp_path / "q.onnx", d.x_train)
+    assert rec["format"] == "QDQ" and rec["per_channel"] and rec["activation_type"] == "uint8"
+    assert rec["weight_type"] == "int8" and rec["n_calibration_samples"] == 256
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "q.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert (tmp_path / "q.onnx").stat().st_size < 0.5 * path.stat().st_size  # tiny model: graph overhead
+    acc_f = evaluate_onnx(path, d.x_test, d.y_test, 10)["accuracy"]
+    acc_q = evaluate_onnx(tmp_path / "q.onnx", d.x_test, d.y_test, 10)["accuracy"]
+    assert acc_q > acc_f - 0.03
+    with pytest.raises(EdgebenchError, match="unknown calibration"):
+        quantize_static_int8(path, tmp_path / "x.onnx", d.x_train, calibration="magic")
+
+
+def test_dynamic_int8(trained, tmp_path):
+    _, d, path, _ = trained
+    rec = quantize_dynamic_int8(path, tmp_path / "qd.onnx")
+    assert rec["mode"] == "dynamic"
+    assert ort_session(tmp_path / "qd.onnx").run(None, {"input": d.x_test[:2]})[0].shape == (2, 10)
+
+
+def test_graph_stats(trained):
+    m, d, path, _ = trained
+    s = mf.graph_stats(path)
+    # BN folded into conv biases: conv weights + biases, then the linear layer
+    assert s["params"] == (9 * 16 + 16) + (16 * 32 * 9 + 32) + (32 * 32 * 9 + 32) + (32 * 10 + 10)
+    assert s["nonzero_params"] <= s["params"]
+    # conv1: 8x8x16 outputs x 9 taps, conv2: 8x8x32 x 16*9, conv3: 4x4x32 x 32*9, fc 32x10
+    assert s["macs"] == 64 * 16 * 9 + 64 * 32 * 144 + 16 * 32 * 288 + 320
+    assert s["peak_activation_bytes"] >= 4 * (64 * 16 + 64 * 32)  # two consecutive feature maps at once
+    size, zipped = mf.file_sizes(path)
+    assert size == path.stat().st_size and 0 < zipped < size
+
+
+def test_artifacts_csv_round_trip(tmp_path):
+    rows = [{"schema_version": 1, "variant": "fp32", "status": "ok", "error": None, "params": 10,
+             "accuracy": 0.975, "input_shape": [1, 1, 8, 8], "quantization": None, "reused": False},
+            {"schema_version": 1, "variant": "cluster:4", "status": "EdgebenchError", "error": "bad, \"quoted\"",
+             "quantization": {"mode": "static", "calibration": "minmax"}}]
+    mf.write_artifacts_csv(tmp_path / "a.csv", rows)
+    text = (tmp_path / "a.csv").read_text(encoding="utf-8")
+    assert text.splitlines()[0] == ",".join(mf.CSV_COLUMNS)
+    back = mf.read_artifacts_csv(tmp_path / "a.csv")
+    assert back[0]["params"] == 10 and back[0]["accuracy"] == 0.975 and back[0]["input_shape"] == "1x1x8x8"
+    assert back[0]["macs"] is None and back[0]["reused"] == 0
+    assert back[1]["error"] == 'bad, "quoted"' and back[1]["quant_calibration"] == "minmax"

@@ -1,0 +1,129 @@
+"""Pruning and clustering on tiny models: real sparsity, physically removed channels, <= K values."""
+
+import time
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import numpy_helper
+
+from export import cluster, prune
+from export.data import load_dataset
+from export.onnx_export import export_onnx, ort_session
+from export.train import Recipe
+from export.zoo import DigitsCNN, MixNet
+
+TINY_FT = Recipe(epochs=1, lr=1e-3)
+
+
+@pytest.fixture(scope="module")
+def digits8():
+    return load_dataset(None, (1, 1, 8, 8))
+
+
+def _tiny_mixnet():
+    torch.manual_seed(0)
+    return MixNet(widths=(16, 32, 32), blocks=1).eval()
+
+
+@pytest.mark.parametrize("layerwise", [False, True])
+def test_unstructured_reaches_sparsity(layerwise):
+    torch.manual_seed(0)
+    m = DigitsCNN()
+    steps = prune.prune_unstructured(m, 0.9, None, layerwise=layerwise, finetune=None)
+    assert abs(prune.weight_sparsity(m) - 0.9) < 0.005
+    assert steps[-1]["weight_sparsity"] == pytest.approx(prune.weight_sparsity(m), abs=1e-6)
+    if layerwise:
+        for _, layer in prune.prunable_weights(m):
+            assert float((layer.weight == 0).float().mean()) == pytest.approx(0.9, abs=0.02)
+
+
+def test_iterative_unstructured_with_finetune_keeps_zeros(digits8):
+    torch.manual_seed(0)
+    m = DigitsCNN(width=8)
+    steps = prune.prune_unstructured(m, 0.8, digits8, iterations=2, finetune=TINY_FT)
+    per_step = 1 - (1 - 0.8) ** 0.5
+    assert [s["amount_of_remaining"] for s in steps] == [round(per_step, 6)] * 2
+    assert steps[0]["weight_sparsity"] == pytest.approx(per_step, abs=0.01)
+    assert steps[1]["weight_sparsity"] == pytest.approx(0.8, abs=0.01)  # fine-tuning did not revive zeros
+    assert all(s["val_accuracy"] is not None for s in steps)
+
+
+def _init_shapes(path):
+    return {i.name: tuple(i.dims) for i in onnx.load(str(path)).graph.initializer}
+
+
+def test_prune_ch_changes_onnx_shapes(tmp_path):
+    torch.manual_seed(0)
+    m = DigitsCNN(width=32).eval()
+    export_onnx(m, (1, 1, 8, 8), tmp_path / "a.onnx")
+    steps = prune.prune_channels(m, 0.5, (1, 1, 8, 8), None, round_to=8, finetune=None)
+    export_onnx(m, (1, 1, 8, 8), tmp_path / "b.onnx")
+    a = sorted(int(np.prod(s)) for s in _init_shapes(tmp_path / "a.onnx").values())
+    b = sorted(int(np.prod(s)) for s in _init_shapes(tmp_path / "b.onnx").values())
+    assert sum(b) < 0.4 * sum(a)
+    conv_out = [s[0] for s in _init_shapes(tmp_path / "b.onnx").values() if len(s) == 4]
+    assert conv_out and all(c % 8 == 0 for c in conv_out) and max(conv_out) <= 32
+    assert 10 in [s[0] for s in _init_shapes(tmp_path / "b.onnx").values() if len(s) == 2]  # classes kept
+    assert steps[0]["params_ratio"] < 0.4
+
+
+def test_hard_architecture_survives_structured_pruning(tmp_path):
+    """Residual adds, depthwise + grouped convs, a concat and SE gates: pruned, exported, still running."""
+    m = _tiny_mixnet()
+    n0 = prune.count_params(m)[0]
+    groups = {n: mod.groups for n, mod in m.named_modules() if isinstance(mod, torch.nn.Conv2d) and mod.groups > 1}
+    assert any(g == 2 for g in groups.values()) and len(groups) > 3  # grouped and depthwise present
+    prune.prune_channels(m, 0.5, (1, 1, 8, 8), None, iterations=2, round_to=None, finetune=None)
+    assert prune.count_params(m)[0] < 0.4 * n0
+    x = torch.rand(3, 1, 8, 8)
+    with torch.no_grad():
+        y = m(x)
+    assert y.shape == (3, 10)
+    export_onnx(m, (1, 1, 8, 8), tmp_path / "m.onnx")
+    got = ort_session(tmp_path / "m.onnx").run(None, {"input": x.numpy()})[0]
+    np.testing.assert_allclose(got, y.numpy(), atol=1e-4)
+
+
+def test_kmeans_1d_and_speed():
+    w = np.random.default_rng(0).normal(0, 0.05, 2_200_000).astype(np.float32)
+    for init in cluster.INITS:
+        t0 = time.perf_counter()
+        c, labels = cluster.kmeans_1d(w, 16, init)
+        elapsed = time.perf_counter() - t0
+        assert len(c) <= 16 and np.all(np.diff(c) > 0)
+        assert np.abs(c[labels] - w).mean() < 0.01
+        assert elapsed < 2.0, f"{init} took {elapsed:.2f}s"
+    c, labels = cluster.kmeans_1d(np.array([1.0, 1.0, 2.0]), 4)
+    assert list(c) == [1.0, 2.0]
+
+
+def test_bn_folding_preserves_outputs():
+    m = _tiny_mixnet()
+    with torch.no_grad():  # non-trivial BN statistics, else folding is nearly the identity
+        for bn in (x for x in m.modules() if isinstance(x, torch.nn.BatchNorm2d)):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.uniform_(-0.2, 0.2)
+    x = torch.rand(4, 1, 8, 8)
+    with torch.no_grad():
+        y0 = m(x)
+    folded, n = cluster.fold_batchnorm(m)
+    assert n > 0 and not any(isinstance(x, torch.nn.BatchNorm2d) for x in folded.modules())
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), y0, atol=1e-4, rtol=1e-4)
+
+
+def test_cluster_keeps_k_values_after_folding_and_finetune(tmp_path, digits8):
+    torch.manual_seed(0)
+    m = DigitsCNN(width=8).eval()
+    clustered, steps = cluster.cluster_model(m, 4, digits8, finetune=TINY_FT)
+    assert [s["step"] for s in steps] == ["fold_batchnorm", "kmeans", "finetune"]
+    assert max(cluster.unique_values_per_layer(clustered).values()) <= 4
+    export_onnx(clustered, (1, 1, 8, 8), tmp_path / "c.onnx")
+    for init in onnx.load(str(tmp_path / "c.onnx")).graph.initializer:
+        a = numpy_helper.to_array(init)
+        if a.ndim >= 2:  # conv / linear weights as the device will load them
+            assert np.unique(a).size <= 4, init.name

@@ -1,0 +1,47 @@
+"""Variant spec parsing: canonical round trips, folder names, and rejects with the valid forms listed."""
+
+import pytest
+
+from export.variants import Variant, parse_variant, parse_variants
+from harness.errors import EdgebenchError
+
+
+@pytest.mark.parametrize("text", [
+    "fp32", "prune-l1:0.5", "prune-l1:0.9@iter=3", "prune-ch:0.3", "prune-ch:0.5@iter=3", "cluster:16",
+    "cluster:2", "cluster:256", "fp32+int8", "prune-ch:0.5+int8", "cluster:16+int8dyn", "prune-l1:0.5@iter=2+int8",
+])
+def test_round_trip(text):
+    v = parse_variant(text)
+    assert str(v) == text
+    assert parse_variant(str(v)) == v
+    assert ":" not in v.dir_name and "=" not in v.dir_name
+
+
+def test_fields_and_base():
+    v = parse_variant(" Prune-CH:0.50@iter=3+int8 ")
+    assert (v.method, v.amount, v.iterations, v.quant) == ("prune-ch", 0.5, 3, "int8")
+    assert str(v.base) == "prune-ch:0.5@iter=3"
+    assert v.dir_name == "prune-ch_0.5@iter3+int8"
+
+
+@pytest.mark.parametrize("text", [
+    "fp16", "prune-l1", "prune-l1:1.0", "prune-l1:0", "prune-ch:-0.1", "prune-ch:abc", "cluster:1", "cluster:257",
+    "cluster:3.5", "fp32:2", "cluster:16@iter=2", "fp32+int4", "prune-ch:0.5@iter=0", "", "prune-ch:0.5+int8+int8",
+])
+def test_rejects_list_valid_forms(text):
+    with pytest.raises(EdgebenchError) as e:
+        parse_variants([text]) if text else parse_variants(text)
+    assert "Valid forms" in str(e.value) or "no variant" in str(e.value)
+
+
+def test_parse_list_and_duplicates():
+    assert [str(v) for v in parse_variants("fp32, cluster:4,prune-ch:0.5+int8")] == [
+        "fp32", "cluster:4", "prune-ch:0.5+int8"]
+    with pytest.raises(EdgebenchError, match="twice"):
+        parse_variants("fp32,fp32")
+
+
+def test_frozen():
+    v = Variant("fp32")
+    with pytest.raises(Exception):
+        v.method = "cluster"  # type: ignore[misc]
