@@ -212,9 +212,11 @@ def effect_words(ratio: float) -> str:
     """'1.31x slower', '1.25x faster' (speedup = baseline/candidate), or 'as fast'."""
     if not math.isfinite(ratio) or ratio <= 0:
         return "not measured"
-    if ratio >= 1.0:
-        return f"{ratio:.3g}x slower" if ratio >= 1.0005 else "as fast"
-    return f"{1.0 / ratio:.3g}x faster"
+    factor = ratio if ratio >= 1.0 else 1.0 / ratio
+    if factor < 1.0005:
+        return "as fast"
+    text = f"{factor:.2f}x" if factor >= 1.1 else f"{factor:.3f}x"  # 1.004x, not a rounded 1.00x
+    return text + (" slower" if ratio >= 1.0 else " faster")
 
 
 @dataclass(frozen=True)
@@ -322,13 +324,13 @@ class SequentialRule:
     Looking after every round and stopping at the first 95% interval that excludes 1 would call
     identical models different far more often than 5% of the time. So the verdict is taken only at
     looks spaced geometrically (each ~25% more rounds than the last) and from an interval at
-    `decision_level` (99%); `tests/test_compare_stats.py` checks by simulation that identical models get a
+    `decision_level` (99.5%); `tests/test_compare_stats.py` checks by simulation that identical models get a
     faster/slower verdict in under 2.5% of experiments with ten looks.
     """
 
     min_rounds: int = 8
     growth: float = 1.25
-    decision_level: float = 0.99
+    decision_level: float = 0.995
 
     def __post_init__(self) -> None:
         if self.min_rounds < 2:
