@@ -1,0 +1,98 @@
+"""compress(): manifests, artifacts.csv, a failing variant among good ones, reuse, the CLI entry points."""
+
+import argparse
+import json
+
+import pytest
+
+from export import build, cli
+from export import manifest as mf
+from export.build import BuildOptions, compress
+from export.train import Recipe
+from harness.errors import EdgebenchError
+
+FAST = BuildOptions(train_recipe=Recipe(epochs=2), finetune_recipe=Recipe(epochs=1, lr=1e-3))
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("EDGEBENCH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    import os
+
+    os.environ["EDGEBENCH_CACHE"] = str(tmp_path_factory.getbasetemp() / "cache")
+    out = tmp_path_factory.mktemp("art")
+    rows = compress("zoo:digits-cnn", ["fp32", "prune-l1:0.5", "cluster:8", "fp32+int8"], out, options=FAST)
+    return out, rows
+
+
+def test_manifest_fields(built):
+    out, rows = built
+    assert [r["status"] for r in rows] == ["ok"] * 4
+    m = json.loads((out / "cluster_8" / "manifest.json").read_text())
+    for key in ("schema_version", "variant", "recipe", "model", "input_shape", "model_sha256", "params",
+                "nonzero_params", "macs", "model_bytes", "model_zip_bytes", "opset", "exporter",
+                "parity_max_abs_diff", "unique_weight_values", "peak_activation_bytes", "accuracy",
+                "precision_macro", "recall_macro", "f1_macro", "gmean", "confusion_matrix", "timings", "steps"):
+        assert m.get(key) is not None, key
+    assert m["variant"] == "cluster:8" and m["model_sha256"] == mf.sha256_file(out / "cluster_8" / "model.onnx")
+    assert max(m["unique_weight_values"].values()) <= 8
+    q = json.loads((out / "fp32+int8" / "manifest.json").read_text())["quantization"]
+    assert q["format"] == "QDQ" and q["calibration"] == "minmax" and q["n_calibration_samples"] > 0
+    l1 = json.loads((out / "prune-l1_0.5" / "manifest.json").read_text())
+    assert l1["nonzero_params"] < 0.6 * l1["params"] and "only the zipped size" in l1["note"]
+
+
+def test_artifacts_csv_matches_manifests(built):
+    out, rows = built
+    back = mf.read_artifacts_csv(out / "artifacts.csv")
+    assert [r["variant"] for r in back] == ["fp32", "prune-l1:0.5", "cluster:8", "fp32+int8"]
+    assert back[0]["model_bytes"] == rows[0]["model_bytes"] and back[0]["schema_version"] == mf.SCHEMA_VERSION
+    assert (out / "data.npz").is_file()
+
+
+def test_reuse_of_built_artifacts(built):
+    out, rows = built
+    again = compress("zoo:digits-cnn", ["fp32", "cluster:8"], out, options=FAST)
+    assert [r["reused"] for r in again] == [True, True]
+    assert again[0]["model_sha256"] == rows[0]["model_sha256"]
+    (out / "fp32" / "model.onnx").write_bytes(b"tampered")  # a changed file is rebuilt, not trusted
+    third = compress("zoo:digits-cnn", ["fp32"], out, options=FAST)
+    assert third[0]["reused"] is False and third[0]["model_sha256"] == rows[0]["model_sha256"]
+
+
+def test_failing_variant_row_says_why_and_rest_is_built(tmp_path, monkeypatch):
+    def boom(*a, **k):
+        raise EdgebenchError("static INT8 quantization failed: simulated")
+
+    monkeypatch.setattr(build, "quantize_static_int8", boom)
+    rows = compress("zoo:digits-cnn", ["fp32+int8", "fp32"], tmp_path, options=FAST)
+    assert rows[0]["status"] == "EdgebenchError" and "simulated" in rows[0]["error"]
+    assert rows[1]["status"] == "ok" and (tmp_path / "fp32" / "model.onnx").is_file()
+    assert not (tmp_path / "fp32+int8" / "model.onnx").exists()
+    csv_rows = mf.read_artifacts_csv(tmp_path / "artifacts.csv")
+    assert csv_rows[0]["status"] == "EdgebenchError" and "simulated" in csv_rows[0]["error"]
+
+
+def test_bad_specs_fail_before_long_work(tmp_path, monkeypatch):
+    monkeypatch.setattr(build, "train_cached", lambda *a, **k: pytest.fail("trained before validating"))
+    with pytest.raises(EdgebenchError, match="Valid forms"):
+        compress("zoo:digits-cnn", ["fp32", "prune-xx:0.5"], tmp_path)
+    with pytest.raises(EdgebenchError, match="unknown zoo model"):
+        compress("zoo:nope", ["fp32"], tmp_path)
+
+
+def test_cli_run(tmp_path, capsys):
+    p = argparse.ArgumentParser()
+    cli.configure(p)
+    args = p.parse_args(["--model", "zoo:digits-cnn", "--variants", "fp32,prune-ch:0.5", "--out", str(tmp_path),
+                         "--finetune-epochs", "1", "--round-to", "8"])
+    assert cli.run(args) == 0
+    out = capsys.readouterr().out
+    assert "variant" in out and "prune-ch:0.5" in out and "zip bytes" in out
+    args = p.parse_args(["--model", "zoo:digits-cnn", "--variants", "cluster:300", "--out", str(tmp_path)])
+    with pytest.raises(EdgebenchError):
+        cli.run(args)
