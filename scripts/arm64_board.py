@@ -26,7 +26,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from sshd_loopback import descendants, free_port, log_tail, wait_for_banner  # noqa: E402 - a sibling script
 CPUINFO = HERE / "pi4_cpuinfo.txt"
 SUITE = "bookworm"
 MIRROR = os.environ.get("EDGEBENCH_DEBIAN_MIRROR", "http://deb.debian.org/debian")
@@ -197,12 +198,6 @@ def build(cache: Path, rootfs: Path | None = None) -> Path:
 # ---------------------------------------------------------------------- running it
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Board:
     """A running board: its root filesystem under `workdir/rootfs` and sshd on 127.0.0.1:port."""
 
@@ -256,34 +251,26 @@ class Board:
             # unshare and sh exec into sshd, so this PID is sshd's own.
             self.proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", setup],
                                          stdin=subprocess.DEVNULL, stdout=log, stderr=log)  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the board's sshd exited with code {self.proc.returncode}: {self.log_tail()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
-                    if s.recv(64).startswith(b"SSH-"):
-                        return self.proc.pid
-            except OSError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"the board's sshd did not answer on 127.0.0.1:{self.port} in {timeout} s: {self.log_tail()}")
+        try:
+            ready = wait_for_banner(self.port, self.proc, timeout, 0.2)
+        except RuntimeError as exc:
+            raise RuntimeError(f"the board's {exc}: {self.log_tail()}") from None
+        if not ready:
+            self.stop()
+            raise RuntimeError(f"the board's sshd did not answer on 127.0.0.1:{self.port} in {timeout} s: {self.log_tail()}")
+        return self.proc.pid
 
     def set_temperature(self, celsius: float) -> None:
         (self.root / "etc/edgebench/fake-temp").write_text(f"{celsius:.1f}\n")
 
     def log_tail(self) -> str:
-        try:
-            return " | ".join(self.log.read_text(errors="replace").strip().splitlines()[-5:])
-        except OSError:
-            return "(no log)"
+        return log_tail(self.log)
 
     def stop(self) -> None:
         """Stop sshd and every process it started, by PID; the private mounts go with them."""
         if self.proc is None:
             return
-        for pid in [*_descendants(self.proc.pid), self.proc.pid]:
+        for pid in [*descendants(self.proc.pid), self.proc.pid]:
             try:
                 os.kill(pid, signal.SIGKILL if pid != self.proc.pid else signal.SIGTERM)
             except ProcessLookupError:
@@ -298,23 +285,6 @@ class Board:
     def remove(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def _descendants(pid: int) -> list[int]:
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found, frontier = [], [pid]
-    while frontier:
-        kids = [p for p, pp in parents.items() if pp in frontier]
-        found += kids
-        frontier = kids
-    return found
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -148,19 +148,10 @@ LogLevel VERBOSE
             self.proc = subprocess.Popen([*cmd, "-D"], stdin=subprocess.DEVNULL)
         else:
             subprocess.run(cmd, check=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"sshd exited with code {self.proc.returncode}: {self.log_tail()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                    if s.recv(64).startswith(b"SSH-"):
-                        return self.pid()
-            except OSError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"sshd did not answer on 127.0.0.1:{self.port} within {timeout} s: {self.log_tail()}")
+        if not wait_for_banner(self.port, self.proc, timeout, 0.05):
+            self.stop()
+            raise RuntimeError(f"sshd did not answer on 127.0.0.1:{self.port} within {timeout} s: {self.log_tail()}")
+        return self.pid()
 
     def pid(self) -> int:
         if self.proc is not None:
@@ -168,10 +159,7 @@ LogLevel VERBOSE
         return int(self.pid_file.read_text().split()[0])
 
     def log_tail(self) -> str:
-        try:
-            return " | ".join(self.log.read_text(errors="replace").strip().splitlines()[-5:])
-        except OSError:
-            return "(no log)"
+        return log_tail(self.log)
 
     def stop(self) -> None:
         """Stop the listener by PID, then the session processes it forked (by their parent PID)."""
@@ -179,8 +167,7 @@ LogLevel VERBOSE
             pid = self.pid()
         except (OSError, ValueError):
             return
-        children = _children(pid)
-        for p in [pid, *children]:
+        for p in [pid, *descendants(pid)]:
             try:
                 os.kill(p, signal.SIGTERM)
             except ProcessLookupError:
@@ -207,6 +194,37 @@ def _children(pid: int) -> list[int]:
             if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
                 out.append(int(entry))
     return out
+
+
+def descendants(pid: int) -> list[int]:
+    found, frontier = [], [pid]
+    while frontier:
+        frontier = [c for p in frontier for c in _children(p)]
+        found += frontier
+    return found
+
+
+def wait_for_banner(port: int, proc: subprocess.Popen | None, timeout: float, step: float) -> bool:
+    """Wait until an SSH server greets on 127.0.0.1:port; raise if `proc` (the server) exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"sshd exited with code {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                if s.recv(64).startswith(b"SSH-"):
+                    return True
+        except OSError:
+            pass
+        time.sleep(step)
+    return False
+
+
+def log_tail(path: Path) -> str:
+    try:
+        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-5:])
+    except OSError:
+        return "(no log)"
 
 
 def main(argv: list[str] | None = None) -> int:
