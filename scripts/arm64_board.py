@@ -34,7 +34,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from sshd_loopback import descendants, free_port, log_tail, wait_for_banner  # noqa: E402 - a sibling script
+from sshd_loopback import descendants, free_port, log_tail, reap, wait_for_banner  # noqa: E402 - a sibling script
 CPUINFO = HERE / "pi4_cpuinfo.txt"
 SUITE = "bookworm"
 MIRROR = os.environ.get("EDGEBENCH_DEBIAN_MIRROR", "http://deb.debian.org/debian")
@@ -275,11 +275,7 @@ class Board:
                 os.kill(pid, signal.SIGKILL if pid != self.proc.pid else signal.SIGTERM)
             except ProcessLookupError:
                 pass
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        reap(self.proc)
         self.proc = None
 
     def remove(self) -> None:

@@ -173,11 +173,7 @@ LogLevel VERBOSE
             except ProcessLookupError:
                 pass
         if self.proc is not None:
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            reap(self.proc)
             self.proc = None
         self.pid_file.unlink(missing_ok=True)
 
@@ -218,6 +214,15 @@ def wait_for_banner(port: int, proc: subprocess.Popen | None, timeout: float, st
             pass
         time.sleep(step)
     return False
+
+
+def reap(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """Wait for a signalled child to end; kill it if it does not within `grace` seconds."""
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def log_tail(path: Path) -> str:
