@@ -1,7 +1,7 @@
 """`report.md` and its plots, from a run folder's files (so `edgebench report DIR` can redo them anytime).
 
 Each variant is set against the baseline (fp32 when present) with the comparison statistics of
-`harness.compare`: a ratio of medians with a 95% interval over processes and a verdict, so the
+`harness.compare_stats`: a ratio of medians with a 95% interval over processes and a verdict, so the
 report says plainly when a variant is not faster instead of letting a smaller median speak for it.
 """
 
@@ -146,8 +146,8 @@ def _plots(out: Path, target: str, rows: pd.DataFrame, samples: pd.DataFrame, sp
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 0.45 * len(names) + 1.8), sharey=True)
         ys = range(len(names))
         sp = [1 / speed[v].ratio if v in speed else (1.0 if v == BASELINE else math.nan) for v in names]
-        lo = [sp[i] - 1 / speed[v].ci_high if v in speed else 0 for i, v in enumerate(names)]
-        hi = [1 / speed[v].ci_low - sp[i] if v in speed else 0 for i, v in enumerate(names)]
+        lo = [sp[i] - 1 / speed[v].ci_high if _has_interval(speed.get(v)) else 0 for i, v in enumerate(names)]
+        hi = [1 / speed[v].ci_low - sp[i] if _has_interval(speed.get(v)) else 0 for i, v in enumerate(names)]
         colours = {"faster": "tab:green", "slower": "tab:red"}
         ax1.barh(ys, sp, xerr=[lo, hi], capsize=3,
                  color=[colours.get(speed[v].verdict, "tab:gray") if v in speed else "black" for v in names])
@@ -166,6 +166,11 @@ def _plots(out: Path, target: str, rows: pd.DataFrame, samples: pd.DataFrame, sp
         fig.suptitle(f"Speedup and compression vs {BASELINE} on {target}")
         made.append(_save(fig, out / f"speedup_compression{suffix}.png", "Speedup and compression"))
     return made
+
+
+def _has_interval(cmp: Any) -> bool:
+    """Too few processes give no 95% interval (its bounds come back as 0 / inf / nan)."""
+    return cmp is not None and all(math.isfinite(v) and v > 0 for v in (cmp.ratio, cmp.ci_low, cmp.ci_high))
 
 
 def _save(fig: Any, path: Path, title: str) -> tuple[str, str]:
@@ -193,7 +198,10 @@ def verdict_line(variant: str, row: pd.Series, base: pd.Series | None, cmp: Any)
         return f"- **{variant}** ({what}): median {_fmt(row['latency_ms_median'])} ms."
     parts = []
     ratio, lo, hi = cmp.ratio, cmp.ci_low, cmp.ci_high
-    if cmp.verdict == "faster":
+    if not _has_interval(cmp):
+        parts.append(f"median ratio {ratio:.2f} vs {BASELINE}, but too few processes for a 95% interval: "
+                     "no verdict (use --processes 5 or more)")
+    elif cmp.verdict == "faster":
         parts.append(f"**{1 / ratio:.2f}× faster** than {BASELINE} (95% CI {1 / hi:.2f}–{1 / lo:.2f}×)")
     elif cmp.verdict == "slower":
         parts.append(f"**{ratio:.2f}× slower** than {BASELINE} (95% CI {lo:.2f}–{hi:.2f}×)")
@@ -230,7 +238,7 @@ def write_report(out_dir: Path, comparer: Comparer | None = None) -> Path:
     samples = pd.read_csv(samples_path) if samples_path.exists() else pd.DataFrame(
         columns=["target", "variant", "process_index", "latency_ms"])
     if comparer is None:
-        from harness.compare import compare_samples as comparer  # noqa: N813
+        from harness.compare_stats import compare_samples as comparer
 
     lines = ["# edgebench report", ""]
     run_ids = ", ".join(sorted(set(rows["run_id"].astype(str))))

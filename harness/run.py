@@ -39,18 +39,17 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 @dataclass(frozen=True)
 class PreparedModel:
-    """A model of the experiment, checked: its input shape and the test data the targets evaluate."""
+    """A model of the experiment, checked: its spec, weights and input shape."""
 
     name: str
     spec: str
     weights: Path | None
     input_shape: tuple[int, ...]
-    test_data: Path
 
 
-def _prepare(experiment: Experiment, out: Path, progress: Progress) -> list[PreparedModel]:
-    """Check model specs, weights, shapes and data now; write each model's test split for the targets."""
-    from export.data import load_dataset, write_npz
+def _prepare(experiment: Experiment, progress: Progress) -> list[PreparedModel]:
+    """Check variant specs, model specs, weights, input shapes and data now, before anything is built."""
+    from export.data import load_dataset
     from export.variants import parse_variants
     from export.zoo import load_model
 
@@ -59,9 +58,8 @@ def _prepare(experiment: Experiment, out: Path, progress: Progress) -> list[Prep
     for entry in experiment.models:
         progress(f"checking model {entry.name} ({entry.model})")
         _, shape = load_model(entry.model, entry.weights, entry.input_shape)
-        dataset = load_dataset(experiment.data, shape)
-        test = write_npz(out / "data" / f"{entry.name}-test.npz", dataset.x_test, dataset.y_test)
-        prepared.append(PreparedModel(entry.name, entry.model, entry.weights, tuple(shape), test))
+        load_dataset(experiment.data, shape)
+        prepared.append(PreparedModel(entry.name, entry.model, entry.weights, tuple(shape)))
     return prepared
 
 
@@ -80,22 +78,27 @@ def _check_targets(targets: list, progress: Progress) -> None:
             raise TargetError(problem)
 
 
-def _build(model: PreparedModel, experiment: Experiment, out: Path, progress: Progress) -> list[BenchItem]:
+def _build(model: PreparedModel, experiment: Experiment, out: Path,
+           progress: Progress) -> tuple[list[BenchItem], Path | None]:
+    """Build (or reuse) the model's variants; returns bench items and the test split the targets evaluate."""
     from export.build import compress
 
     folder = out / "artifacts" / model.name
     rows = compress(model.spec, list(experiment.variants), folder, weights=model.weights,
                     input_shape=model.input_shape, data=experiment.data, progress=progress)
     items = []
+    test_data = None
     for row in rows:
-        variant = str(row.get("variant"))
+        variant = str(row["variant"])
+        test_data = test_data or (Path(row["data_file"]) if row.get("data_file") else None)
         if row.get("status") == "ok":
-            item = load_item(folder / str(row.get("dir") or row.get("variant_dir") or variant))
+            item = load_item(folder / str(row["variant_dir"]))
             items.append(replace(item, model=model.name, variant=variant))
         else:
-            items.append(BenchItem(model.name, variant, folder, status=str(row.get("status") or "build_failed"),
+            items.append(BenchItem(model.name, variant, folder / str(row.get("variant_dir", "")),
+                                   status=str(row.get("status") or "build_failed"),
                                    error=str(row.get("error") or "the build failed")))
-    return items
+    return items, test_data
 
 
 def run(args: argparse.Namespace) -> int:
@@ -117,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
 
     targets = targets_from(args)
     out.mkdir(parents=True, exist_ok=True)
-    models = _prepare(experiment, out, progress)
+    models = _prepare(experiment, progress)
     _check_targets(targets, progress)
 
     state = RunState(out)
@@ -128,8 +131,8 @@ def run(args: argparse.Namespace) -> int:
     run_id = new_run_id()
     target_errors: dict[str, str] = {}
     for model in models:
-        items = _build(model, experiment, out, progress)
-        for spec in experiment.run_specs(data=model.test_data):
+        items, test_data = _build(model, experiment, out, progress)
+        for spec in experiment.run_specs(data=test_data):
             outcomes = measure(items, targets, spec, writer, run_id, progress, seed=spec.seed,
                                done=state.done(spec), journal_runs=state.journal_runs(spec))
             target_errors.update({o.target: o.error for o in outcomes if o.error})
