@@ -143,10 +143,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     failed = False
     for target in targets_from(args):
         print(f"target {target.name}:")
-        with target:
+        # Not `with target`: open() refuses a board without onnxruntime, which is exactly the board
+        # doctor must describe and --provision must fix; doctor() and provision() connect themselves.
+        try:
             if args.provision:
                 print(f"  {provision(target)}")
             checks = doctor(target)
+        finally:
+            target.close()
         print("\n".join("  " + line for line in format_checks(checks)))
         failed |= any(c.required and not c.ok for c in checks)
     if failed:

@@ -9,6 +9,9 @@ command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 command -v qemu-aarch64-static >/dev/null 2>&1 || need+=(qemu-user-static)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v update-binfmts >/dev/null 2>&1 || need+=(binfmt-support)
+# the loopback board user gets a venv built from the system python3 (like a Pi's)
+[ -x /usr/bin/python3 ] || need+=(python3)
+/usr/bin/python3 -c "import ensurepip, venv" >/dev/null 2>&1 || need+=(python3-venv)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
