@@ -113,10 +113,10 @@ class PairedOptions:
 
 @dataclass
 class PairedOutcome:
-    """Everything a paired comparison measured: per-model calls (ms) per round, and the verdicts."""
+    """Everything a paired comparison measured: per-model calls (ms) per round and block, and the verdicts."""
 
     names: list[str]
-    calls_ms: dict[str, list[list[float]]]
+    calls_ms: dict[str, list[Blocks]]
     comparisons: list[Comparison]
     elapsed_s: float
     machine: dict[str, Any]
@@ -126,24 +126,44 @@ class PairedOutcome:
 # ---------------------------------------------------------------- adaptive paired measurement
 
 
-def round_ratios(calls_ms: dict[str, list[list[float]]], baseline: str, candidate: str) -> list[float]:
-    """Per round: median candidate call over median baseline call (both from the same process)."""
-    return [float(np.median(c) / np.median(b)) for b, c in zip(calls_ms[baseline], calls_ms[candidate])
-            if len(b) and len(c) and np.median(b) > 0]
+Blocks = list[list[float]]  # one round of one model: its timed calls (ms), block by block
 
 
-def run_adaptive(next_round: Callable[[], dict[str, list[float]] | None], names: Sequence[str], baseline: str,
+def round_ratio(baseline: Blocks, candidate: Blocks) -> float:
+    """One round's ratio: the median over block pairs of median candidate block / median baseline block.
+
+    Block b of each model ran next to block b of the other (ABBA), so each pair saw the same machine
+    state; a burst of other work that hits a few blocks moves a few pair ratios, not the round's
+    median. Pooling all calls of the round first let such bursts decide whole rounds under load.
+    """
+    pairs = [float(np.median(c) / np.median(b)) for b, c in zip(baseline, candidate)
+             if len(b) and len(c) and np.median(b) > 0]
+    return float(np.median(pairs)) if pairs else math.nan
+
+
+def round_ratios(calls: dict[str, list[Blocks]], baseline: str, candidate: str) -> list[float]:
+    """Per round (one process), the block-pair ratio candidate/baseline."""
+    return [round_ratio(b, c) for b, c in zip(calls[baseline], calls[candidate])]
+
+
+def flat(rounds: list[Blocks]) -> list[list[float]]:
+    """Per round, all timed calls of one model (for pyperf and medians)."""
+    return [[v for block in r for v in block] for r in rounds]
+
+
+def run_adaptive(next_round: Callable[[], dict[str, Blocks] | None], names: Sequence[str], baseline: str,
                  options: PairedOptions, rule: SequentialRule, *, clock: Callable[[], float] = time.monotonic,
-                 progress: Progress = lambda m: None) -> tuple[dict[str, list[list[float]]], list[Comparison],
+                 progress: Progress = lambda m: None) -> tuple[dict[str, list[Blocks]], list[Comparison],
                                                                float, int]:
     """Add rounds until every candidate's verdict is decided at a look of `rule`, or time runs out.
 
-    `next_round()` returns each model's timed calls (ms) of one process, or None for a failed round.
+    `next_round()` returns each model's timed calls (ms, block by block) of one process, or None for a
+    failed round.
     The next round is not started when it would likely end after --max-time (its predicted length
     is the slowest round so far), so the command keeps its time budget.
     """
     candidates = [n for n in names if n != baseline]
-    calls: dict[str, list[list[float]]] = {n: [] for n in names}
+    calls: dict[str, list[Blocks]] = {n: [] for n in names}
     start = clock()
     failed = 0
     slowest = 0.0
@@ -156,7 +176,7 @@ def run_adaptive(next_round: Callable[[], dict[str, list[float]] | None], names:
             failed += 1
         else:
             for n in names:
-                calls[n].append(list(got[n]))
+                calls[n].append([list(block) for block in got[n]])
         n_rounds = len(calls[baseline])
         if got is not None and rule.is_look(n_rounds):
             decided = _compare_all(calls, baseline, candidates, options, rule.decision_level)
@@ -169,7 +189,7 @@ def run_adaptive(next_round: Callable[[], dict[str, list[float]] | None], names:
     return calls, _compare_all(calls, baseline, candidates, options, rule.decision_level), clock() - start, failed
 
 
-def _compare_all(calls: dict[str, list[list[float]]], baseline: str, candidates: Sequence[str],
+def _compare_all(calls: dict[str, list[Blocks]], baseline: str, candidates: Sequence[str],
                  options: PairedOptions, decision_level: float) -> list[Comparison]:
     return [compare_rounds(round_ratios(calls, baseline, c), options.threshold, baseline=baseline, candidate=c,
                            decision_level=decision_level) for c in candidates]
@@ -186,7 +206,7 @@ def measure_paired(target: Any, paths: dict[str, Path], baseline: str, options: 
     machine: dict[str, Any] = {}
     streak = [0]
 
-    def next_round() -> dict[str, list[float]] | None:
+    def next_round() -> dict[str, Blocks] | None:
         order = names[:]
         rng.shuffle(order)  # which model loads and leads first changes every round
         doc = target.run(options.runner_spec(files, [keys[n] for n in order], options.seed), options.timeout_s)
@@ -204,7 +224,7 @@ def measure_paired(target: Any, paths: dict[str, Path], baseline: str, options: 
         if not machine:
             machine.update(doc.get("machine") or {})
         blocks = doc.get("blocks_ns") or {}
-        return {n: [v / 1e6 for block in blocks.get(keys[n], []) for v in block] for n in names}
+        return {n: [[v / 1e6 for v in block] for block in blocks.get(keys[n], [])] for n in names}
 
     calls, comparisons, elapsed, failed = run_adaptive(next_round, names, baseline, options, rule,
                                                        progress=progress)
@@ -433,6 +453,6 @@ def _run_paired(inputs: list[Path], args: argparse.Namespace, out: Path, progres
              (f" ({outcome.failed_rounds} failed rounds skipped)" if outcome.failed_rounds else ""))
     hostname = str(outcome.machine.get("hostname") or "")
     for name in names:
-        write_pyperf_side(out / pyperf_filename(name), name, outcome.calls_ms[name], hostname)
-    return [comparison_row(c, target.name, outcome.calls_ms[baseline], outcome.calls_ms[c.candidate],
+        write_pyperf_side(out / pyperf_filename(name), name, flat(outcome.calls_ms[name]), hostname)
+    return [comparison_row(c, target.name, flat(outcome.calls_ms[baseline]), flat(outcome.calls_ms[c.candidate]),
                            outcome.elapsed_s) for c in outcome.comparisons]
