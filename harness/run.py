@@ -87,10 +87,8 @@ def _build(model: PreparedModel, experiment: Experiment, out: Path,
     rows = compress(model.spec, list(experiment.variants), folder, weights=model.weights,
                     input_shape=model.input_shape, data=experiment.data, progress=progress)
     items = []
-    test_data = None
     for row in rows:
         variant = str(row["variant"])
-        test_data = test_data or (Path(row["data_file"]) if row.get("data_file") else None)
         if row.get("status") == "ok":
             item = load_item(folder / str(row["variant_dir"]))
             items.append(replace(item, model=model.name, variant=variant))
@@ -98,7 +96,9 @@ def _build(model: PreparedModel, experiment: Experiment, out: Path,
             items.append(BenchItem(model.name, variant, folder / str(row.get("variant_dir", "")),
                                    status=str(row.get("status") or "build_failed"),
                                    error=str(row.get("error") or "the build failed")))
-    return items, test_data
+    # compress writes the test split beside the artifacts (a reused manifest may name an old path)
+    test_data = folder / "data.npz"
+    return items, test_data if test_data.exists() else None
 
 
 def run(args: argparse.Namespace) -> int:

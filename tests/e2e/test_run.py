@@ -1,0 +1,118 @@
+"""`edgebench run` end to end on a small real experiment: build, measure, report, resume, fail fast."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from tests.e2e.test_bench_cli import assert_one_line_error, edgebench
+
+EXPERIMENT = """
+name = "small"
+variants = ["fp32", "prune-ch:0.5", "cluster:4+int8"]
+[[models]]
+name = "cnn"
+model = "zoo:digits-cnn"
+[measure]
+processes = 2
+min_time_s = 0.1
+min_iterations = 5
+"""
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("run")
+    (folder / "exp.toml").write_text(EXPERIMENT)
+    proc = edgebench("run", folder / "exp.toml", "--out", folder / "out", timeout=900)
+    return folder, proc
+
+
+def test_run_builds_measures_and_reports(finished_run):
+    folder, proc = finished_run
+    out = folder / "out"
+    assert proc.returncode == 0, proc.stderr
+    summary = pd.read_csv(out / "summary.csv")
+    assert sorted(summary["variant"]) == ["cluster:4+int8", "fp32", "prune-ch:0.5"]
+    assert set(summary["status"]) == {"ok"} and set(summary["model"]) == {"cnn"}
+    assert summary["accuracy"].min() > 0.8  # measured by the runner on the test split
+    fp32 = summary.set_index("variant").loc["fp32"]
+    assert summary.set_index("variant").loc["prune-ch:0.5", "params"] < fp32["params"]
+    report = (out / "report.md").read_text()
+    assert "prune-ch:0.5" in report and "![Accuracy vs latency](accuracy_vs_latency.png)" in report
+    assert (out / "accuracy_vs_latency.png").exists()
+    assert "median ms" in proc.stdout and "report:" in proc.stdout
+    artifacts = pd.read_csv(out / "artifacts" / "cnn" / "artifacts.csv")
+    assert len(artifacts) == 3
+
+
+def test_report_command_rewrites_the_report(finished_run):
+    folder, _ = finished_run
+    out = folder / "out"
+    (out / "report.md").unlink()
+    proc = edgebench("report", out)
+    assert proc.returncode == 0 and (out / "report.md").exists()
+
+
+def test_a_killed_run_resumes_without_remeasuring_or_duplicates(finished_run, tmp_path):
+    folder, _ = finished_run
+    exp = tmp_path / "exp.toml"
+    exp.write_text(EXPERIMENT.replace("processes = 2", "processes = 3").replace("0.1", "0.4"))
+    out = tmp_path / "out"
+    # the artifacts are the finished run's (same recipe and data): copy them so only measuring remains
+    out.mkdir(exist_ok=True)
+    subprocess.run(["cp", "-r", str(folder / "out" / "artifacts"), str(out)], check=True)
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", str(exp), "--out", str(out), "-q"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    journal = out / "processes.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and (not journal.exists() or len(journal.read_text().splitlines()) < 4):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=120)
+    before = len(journal.read_text().splitlines())
+    assert 4 <= before < 9
+    again = edgebench("run", exp, "--out", out, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert len(journal.read_text().splitlines()) == 9  # 3 variants x 3 processes, none measured twice
+    summary = pd.read_csv(out / "summary.csv")
+    assert len(summary) == 3 and summary["variant"].is_unique and set(summary["n_processes"]) == {3}
+    assert (summary["status"] == "ok").all()
+    third = edgebench("run", exp, "--out", out, timeout=600)
+    assert third.returncode == 0 and len(pd.read_csv(out / "summary.csv")) == 3
+    assert len(journal.read_text().splitlines()) == 9
+    records = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert len({(r["variant"], r["process_index"]) for r in records}) == 9
+
+
+@pytest.mark.parametrize("change, words", [
+    (('"fp32", ', '"fp32", "prune-xx:3", '), ["prune-xx:3", "Valid forms"]),
+    (('zoo:digits-cnn', 'zoo:nope'), ["nope"]),
+])
+def test_bad_experiments_fail_before_any_work(tmp_path, change, words):
+    exp = tmp_path / "exp.toml"
+    exp.write_text(EXPERIMENT.replace(*change))
+    start = time.monotonic()
+    proc = edgebench("run", exp, "--out", tmp_path / "out", timeout=120)
+    assert time.monotonic() - start < 60
+    assert_one_line_error(proc, *words)
+    assert not (tmp_path / "out" / "artifacts").exists()
+
+
+def test_an_unreachable_target_fails_before_any_work(tmp_path):
+    exp = tmp_path / "exp.toml"
+    exp.write_text(EXPERIMENT)
+    proc = edgebench("run", exp, "--out", tmp_path / "out", "--target", "ssh://nobody@127.0.0.1:1", timeout=120)
+    assert_one_line_error(proc, "127.0.0.1")
+    assert not (tmp_path / "out" / "artifacts").exists()
+
+
+def test_print_default_is_valid_toml():
+    proc = edgebench("run", "--print-default")
+    assert proc.returncode == 0 and 'model = "zoo:resnet"' in proc.stdout
