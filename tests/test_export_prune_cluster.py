@@ -89,9 +89,10 @@ def test_hard_architecture_survives_structured_pruning(tmp_path):
 def test_kmeans_1d_and_speed():
     w = np.random.default_rng(0).normal(0, 0.05, 2_200_000).astype(np.float32)
     for init in cluster.INITS:
-        t0 = time.perf_counter()
+        # CPU time of this process: the shared machine's neighbours must not decide this budget
+        t0 = time.process_time()
         c, labels = cluster.kmeans_1d(w, 16, init)
-        elapsed = time.perf_counter() - t0
+        elapsed = time.process_time() - t0
         assert len(c) <= 16 and np.all(np.diff(c) > 0)
         assert np.abs(c[labels] - w).mean() < 0.01
         assert elapsed < 2.0, f"{init} took {elapsed:.2f}s"
