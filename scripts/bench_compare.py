@@ -82,7 +82,7 @@ def with_extra_ops(src: Path, dst: Path, k: int) -> Path:
 
 def long_run_ratio(a: Path, b: Path, rounds: int, round_time: float, threads: int) -> tuple[float, float, float]:
     """The reference: many long interleaved rounds; (ratio, 95% CI low, high)."""
-    from harness.compare import PairedOptions, round_ratios
+    from harness.paired import PairedOptions, round_ratios
     from harness.compare_stats import compare_rounds
     from targets.local import LocalTarget
 

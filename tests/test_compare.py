@@ -71,6 +71,13 @@ def test_stored_results_are_compared_with_a_drift_warning(tmp_path, capsys):
     assert (out / pyperf_filename("monday:fp32")).exists() and (out / pyperf_filename("tuesday:fp32")).exists()
 
 
+def test_threshold_is_checked_for_stored_results_too(tmp_path, capsys):
+    a = write_results(tmp_path / "a", "fp32", [1.0] * 5, seed=1)
+    b = write_results(tmp_path / "b", "fp32", [1.0] * 5, seed=2)
+    assert main(["compare", str(a), str(b), "--threshold", "2", "--out", str(tmp_path / "out")]) == 2
+    assert "--threshold must be between 0 and 1" in capsys.readouterr().err
+
+
 def test_results_folder_without_samples_is_refused(tmp_path, capsys):
     a = write_results(tmp_path / "a", "fp32", [1.0] * 5, seed=1)
     b = tmp_path / "b"

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from harness.compare import PairedOptions, round_ratios, run_adaptive
+from harness.paired import PairedOptions, round_ratios, run_adaptive
 from harness.compare_stats import (
     NOT_INTERLEAVED,
     SequentialRule,

@@ -1,0 +1,186 @@
+"""Paired, interleaved measurement for `edgebench compare`: rounds of ABBA blocks until decided.
+
+One round is one fresh runner process that loads every model and alternates them in blocks of calls
+(targets/runner.py, mode "paired"); the model order changes every round. Rounds are added until each
+candidate's verdict is decided at a look of the SequentialRule, or the time budget runs out.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.compare_stats import DEFAULT_THRESHOLD, Comparison, SequentialRule, compare_rounds
+from harness.errors import EdgebenchError
+
+# Runner statuses that another process will not change: stop at once with the runner's message.
+_PERMANENT = {"missing_file", "bad_model", "invalid_graph", "bad_shape", "bad_data", "bad_spec", "no_onnxruntime",
+              "run_failed"}
+_MAX_FAILED_ROUNDS = 3
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PairedOptions:
+    """How to measure a paired comparison; validates itself with messages that say what to fix."""
+
+    threshold: float = DEFAULT_THRESHOLD
+    max_time_s: float = 60.0
+    min_rounds: int = 9
+    block_size: int = 40
+    drop_per_block: int = 5
+    n_blocks: int = 6
+    round_time_s: float = 0.5
+    threads: int | None = None
+    shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    seed: int = 0
+    timeout_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        checks = [
+            (0 < self.threshold < 1, "--threshold must be between 0 and 1 (0.02 means 2%)"),
+            (self.max_time_s > 0, "--max-time must be positive"),
+            (self.min_rounds >= 6, "--min-rounds must be at least 6 (fewer rounds cannot give a 95% interval)"),
+            (self.block_size >= 2, "--block-size must be at least 2"),
+            (0 <= self.drop_per_block < self.block_size, "--drop must be less than --block-size"),
+            (self.threads is None or self.threads >= 1, "--threads must be at least 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise EdgebenchError(message)
+
+    def runner_spec(self, files: dict[str, str], keys: Sequence[str], seed: int) -> dict[str, Any]:
+        return {
+            "mode": "paired", "files": files, "models": list(keys), "block_size": self.block_size,
+            "drop_per_block": self.drop_per_block, "n_blocks": self.n_blocks, "min_time_s": self.round_time_s,
+            "max_time_s": max(self.round_time_s * 4, 10.0), "inputs": {"seed": seed},
+            "shapes": {name: list(dims) for name, dims in self.shapes}, "intra_op_threads": self.threads,
+            "inter_op_threads": 1,
+        }
+
+
+@dataclass
+class PairedOutcome:
+    """Everything a paired comparison measured: per-model calls (ms) per round and block, and the verdicts."""
+
+    names: list[str]
+    calls_ms: dict[str, list[Blocks]]
+    comparisons: list[Comparison]
+    elapsed_s: float
+    machine: dict[str, Any]
+    failed_rounds: int = 0
+
+
+Blocks = list[list[float]]  # one round of one model: its timed calls (ms), block by block
+
+
+def round_ratio(baseline: Blocks, candidate: Blocks) -> float:
+    """One round's ratio: the median over block pairs of median candidate block / median baseline block.
+
+    Block b of each model ran next to block b of the other (ABBA), so each pair saw the same machine
+    state; a burst of other work that hits a few blocks moves a few pair ratios, not the round's
+    median. Pooling all calls of the round first let such bursts decide whole rounds under load.
+    """
+    pairs = [float(np.median(c) / np.median(b)) for b, c in zip(baseline, candidate)
+             if len(b) and len(c) and np.median(b) > 0]
+    return float(np.median(pairs)) if pairs else math.nan
+
+
+def round_ratios(calls: dict[str, list[Blocks]], baseline: str, candidate: str) -> list[float]:
+    """Per round (one process), the block-pair ratio candidate/baseline."""
+    return [round_ratio(b, c) for b, c in zip(calls[baseline], calls[candidate])]
+
+
+def flat(rounds: list[Blocks]) -> list[list[float]]:
+    """Per round, all timed calls of one model (for pyperf and medians)."""
+    return [[v for block in r for v in block] for r in rounds]
+
+
+def run_adaptive(next_round: Callable[[], dict[str, Blocks] | None], names: Sequence[str], baseline: str,
+                 options: PairedOptions, rule: SequentialRule, *, clock: Callable[[], float] = time.monotonic,
+                 progress: Progress = lambda m: None) -> tuple[dict[str, list[Blocks]], list[Comparison],
+                                                               float, int]:
+    """Add rounds until every candidate's verdict is decided at a look of `rule`, or time runs out.
+
+    `next_round()` returns each model's timed calls (ms, block by block) of one process, or None for a
+    failed round.
+    The next round is not started when it would likely end after --max-time (its predicted length
+    is the slowest round so far), so the command keeps its time budget.
+    """
+    candidates = [n for n in names if n != baseline]
+    calls: dict[str, list[Blocks]] = {n: [] for n in names}
+    start = clock()
+    failed = 0
+    slowest = 0.0
+    decided: list[Comparison] = []
+    while True:
+        t0 = clock()
+        got = next_round()
+        slowest = max(slowest, clock() - t0)
+        if got is None:
+            failed += 1
+        else:
+            for n in names:
+                calls[n].append([list(block) for block in got[n]])
+        n_rounds = len(calls[baseline])
+        if got is not None and rule.is_look(n_rounds):
+            decided = _compare_all(calls, baseline, candidates, options, rule.decision_level)
+            progress(f"round {n_rounds}: " + "; ".join(f"{c.candidate} {c.ratio:.3f} {c.verdict}" for c in decided))
+            if all(c.verdict != "inconclusive" for c in decided):
+                break
+        elapsed = clock() - start
+        if elapsed + slowest > options.max_time_s:
+            break
+    return calls, _compare_all(calls, baseline, candidates, options, rule.decision_level), clock() - start, failed
+
+
+def _compare_all(calls: dict[str, list[Blocks]], baseline: str, candidates: Sequence[str],
+                 options: PairedOptions, decision_level: float) -> list[Comparison]:
+    return [compare_rounds(round_ratios(calls, baseline, c), options.threshold, baseline=baseline, candidate=c,
+                           decision_level=decision_level) for c in candidates]
+
+
+def measure_paired(target: Any, paths: dict[str, Path], baseline: str, options: PairedOptions,
+                   progress: Progress = lambda m: None, rule: SequentialRule | None = None) -> PairedOutcome:
+    """Interleaved rounds on `target` until decided; raises EdgebenchError when a model cannot run."""
+    rule = rule or SequentialRule(min_rounds=options.min_rounds)
+    names = list(paths)
+    keys = {n: f"m{i}" for i, n in enumerate(names)}
+    files = {keys[n]: str(p) for n, p in paths.items()}
+    rng = random.Random(options.seed)
+    machine: dict[str, Any] = {}
+    streak = [0]
+
+    def next_round() -> dict[str, Blocks] | None:
+        order = names[:]
+        rng.shuffle(order)  # which model loads and leads first changes every round
+        doc = target.run(options.runner_spec(files, [keys[n] for n in order], options.seed), options.timeout_s)
+        status = doc.get("status")
+        if status != "ok":
+            message = f"{status}: {doc.get('error')}"
+            if status in _PERMANENT:
+                raise EdgebenchError(f"the runner cannot measure these models on {target.name}: {message}")
+            streak[0] += 1
+            progress(f"a round failed ({message}); going on")
+            if streak[0] >= _MAX_FAILED_ROUNDS:
+                raise EdgebenchError(f"{streak[0]} rounds in a row failed on {target.name}; last: {message}")
+            return None
+        streak[0] = 0
+        if not machine:
+            machine.update(doc.get("machine") or {})
+        blocks = doc.get("blocks_ns") or {}
+        return {n: [[v / 1e6 for v in block] for block in blocks.get(keys[n], [])] for n in names}
+
+    calls, comparisons, elapsed, failed = run_adaptive(next_round, names, baseline, options, rule,
+                                                       progress=progress)
+    if not calls[baseline]:
+        raise EdgebenchError(f"no round finished within --max-time {options.max_time_s:g} s; raise --max-time")
+    return PairedOutcome(names, calls, comparisons, elapsed, machine, failed)
