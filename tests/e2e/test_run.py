@@ -99,7 +99,7 @@ def test_bad_experiments_fail_before_any_work(tmp_path, change, words):
     exp = tmp_path / "exp.toml"
     exp.write_text(EXPERIMENT.replace(*change))
     start = time.monotonic()
-    proc = edgebench("run", exp, "--out", tmp_path / "out", timeout=120)
+    proc = edgebench("run", exp, "--out", tmp_path / "out", "-q", timeout=120)
     assert time.monotonic() - start < 60
     assert_one_line_error(proc, *words)
     assert not (tmp_path / "out" / "artifacts").exists()
@@ -108,7 +108,8 @@ def test_bad_experiments_fail_before_any_work(tmp_path, change, words):
 def test_an_unreachable_target_fails_before_any_work(tmp_path):
     exp = tmp_path / "exp.toml"
     exp.write_text(EXPERIMENT)
-    proc = edgebench("run", exp, "--out", tmp_path / "out", "--target", "ssh://nobody@127.0.0.1:1", timeout=120)
+    proc = edgebench("run", exp, "--out", tmp_path / "out", "-q", "--target", "ssh://nobody@127.0.0.1:1",
+                     timeout=120)
     assert_one_line_error(proc, "127.0.0.1")
     assert not (tmp_path / "out" / "artifacts").exists()
 
