@@ -24,6 +24,19 @@ def edgebench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
                           timeout=timeout)
 
 
+def interrupt_after(args: list[str], journal: Path, processes: int, timeout: float = 120) -> str:
+    """Start `edgebench ARGS`, press Ctrl-C once `processes` runner processes are journaled; its stderr."""
+    proc = subprocess.Popen([sys.executable, "-m", "harness", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and (not journal.exists() or len(journal.read_text().splitlines()) < processes):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 130, err
+    return err
+
+
 def assert_one_line_error(proc: subprocess.CompletedProcess, *words: str) -> None:
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -129,16 +142,9 @@ def test_a_runner_that_times_out_is_reported(tmp_path):
 def test_an_interrupted_run_keeps_what_it_measured(tmp_path):
     models = [onnx_models.mlp(tmp_path / f"m{i}.onnx", seed=i) for i in range(3)]
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "bench", *map(str, models), "--out", str(out),
-                             "--processes", "3", "--min-time", "0.3", "-q"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     journal = out / "processes.jsonl"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (not journal.exists() or len(journal.read_text().splitlines()) < 4):
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "resume" in err and "Traceback" not in err
+    err = interrupt_after(["bench", *models, "--out", out, "--processes", "3", "--min-time", "0.3", "-q"], journal, 4)
+    assert "resume" in err and "Traceback" not in err
     lines = [json.loads(line) for line in journal.read_text().splitlines()]
     assert len(lines) >= 4 and all(rec["result"]["status"] == "ok" for rec in lines)
 
@@ -167,14 +173,8 @@ def test_an_interrupted_bench_reuses_its_journaled_processes(tmp_path):
     model = onnx_models.mlp(tmp_path / "m.onnx")
     out = tmp_path / "out"
     args = ["bench", str(model), "--out", str(out), "--processes", "4", "--min-time", "0.5", "-q"]
-    proc = subprocess.Popen([sys.executable, "-m", "harness", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
     journal = out / "processes.jsonl"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (not journal.exists() or len(journal.read_text().splitlines()) < 2):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=60)
+    interrupt_after(args, journal, 2)
     kept = len(journal.read_text().splitlines())
     assert 2 <= kept < 4 and not (out / "summary.csv").exists()
     resumed = edgebench(*args)

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
-import sys
 import time
 
 import pandas as pd
 import pytest
 
-from tests.e2e.test_bench_cli import assert_one_line_error, edgebench
+from tests.e2e.test_bench_cli import assert_one_line_error, edgebench, interrupt_after
 
 EXPERIMENT = """
 name = "small"
@@ -68,14 +66,8 @@ def test_a_killed_run_resumes_without_remeasuring_or_duplicates(finished_run, tm
     # the artifacts are the finished run's (same recipe and data): copy them so only measuring remains
     out.mkdir(exist_ok=True)
     subprocess.run(["cp", "-r", str(folder / "out" / "artifacts"), str(out)], check=True)
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", str(exp), "--out", str(out), "-q"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     journal = out / "processes.jsonl"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and (not journal.exists() or len(journal.read_text().splitlines()) < 4):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=120)
+    interrupt_after(["run", exp, "--out", out, "-q"], journal, 4, timeout=300)
     before = len(journal.read_text().splitlines())
     assert 4 <= before < 9
     again = edgebench("run", exp, "--out", out, timeout=600)
