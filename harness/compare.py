@@ -185,12 +185,12 @@ def format_comparisons(rows: Sequence[ComparisonRow]) -> list[str]:
 def configure(p: argparse.ArgumentParser) -> None:
     from harness.cli import _positive_float, _shape, add_target_options
 
-    p.add_argument("inputs", nargs="+", type=Path, metavar="A B [C ...]",
-                   help="ONNX files or artifact folders (measured interleaved), or two result folders")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="MODEL",
+                   help="A B [C ...]: ONNX files or artifact folders (measured interleaved), or two result folders")
     p.add_argument("--baseline", metavar="A", help="which input is the baseline (default: the first)")
     p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default results/compare-<run-id>)")
     p.add_argument("--threshold", type=_positive_float, default=DEFAULT_THRESHOLD, metavar="F",
-                   help="'same' when the 95%% CI of the ratio lies within +-F (default 0.02 = 2%%)")
+                   help="'same' when the ratio's confidence interval lies within +-F (default 0.02 = 2%%)")
     p.add_argument("--max-time", type=_positive_float, default=60.0, metavar="S",
                    help="stop adding rounds after this many seconds (60)")
     p.add_argument("--min-rounds", type=int, default=9, metavar="N",
