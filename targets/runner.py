@@ -228,6 +228,11 @@ def rss_mb():
 
 
 def peak_rss_mb():
+    """This process image's peak RSS. VmHWM, not ru_maxrss: Linux carries ru_maxrss across execve,
+    so a runner started by a 1 GB parent (torch loaded) reported 1,153 MB for a 5 MB model."""
+    for line in (_read("/proc/self/status") or "").splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 1048576.0 if sys.platform == "darwin" else peak / 1024.0
 

@@ -175,3 +175,15 @@ def test_the_runner_prints_one_json_document_and_exit_code(tmp_path):
     proc = subprocess.run([sys.executable, str(RUNNER_PATH), str(spec)], capture_output=True, text=True)
     assert proc.returncode == 3
     assert json.loads(proc.stdout.strip().splitlines()[-1])["status"] == "missing_file"
+
+
+def test_peak_rss_is_the_runners_own_not_its_parents(tmp_path):
+    """A runner forked from a big parent must not report the parent's memory (ru_maxrss survives exec)."""
+    import numpy as np  # noqa: F401
+
+    ballast = bytearray(600 * 1024 * 1024)  # this test process grows by 600 MB before forking the runner
+    ballast[::4096] = b"x" * len(ballast[::4096])
+    model = onnx_models.identity(tmp_path / "id.onnx")
+    doc = run({"files": {"model": str(model)}})
+    assert doc["peak_rss_mb"] < 400, doc["peak_rss_mb"]
+    del ballast
