@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from export.data import Dataset
-from export.train import FINETUNE_RECIPE, Recipe, accuracy_torch, fit
+from export.train import recalibrate_batchnorm, FINETUNE_RECIPE, Recipe, accuracy_torch, fit
 from harness.errors import EdgebenchError
 
 Finetune = Callable[..., None]
@@ -198,6 +198,8 @@ def prune_channels(model: nn.Module, ratio: float, input_shape: tuple[int, ...],
                 "Use prune-l1 for this model, or exclude that layer") from exc
         if data is not None and finetune is not None and finetune.epochs > 0:
             fit(model, data, finetune)
+        elif data is not None:  # no fine-tuning asked: still give BatchNorm statistics that fit the new widths
+            recalibrate_batchnorm(model, torch.from_numpy(data.x_train))
         total, _ = count_params(model)
         steps.append({
             "step": i + 1, "method": "torch-pruning-groupmagnitude-l2",

@@ -46,7 +46,9 @@ input_shape = [1, 1, 24, 24]     # the 8x8 digits, resized: big enough that comp
 
 [measure]
 batch_sizes = [1]
-threads = [0]                    # onnxruntime intra-op threads; 0 = onnxruntime's default
+threads = [1]                    # onnxruntime intra-op threads; 0 = onnxruntime's default. One thread:
+                                 # on a shared 2-core machine a second thread waits on other work, and
+                                 # the default model takes >= 1 ms (compute dominates) at one thread
 processes = 5                    # fresh runner processes per variant and target
 min_time_s = 0.5                 # timed seconds per process
 max_time_s = 30.0
