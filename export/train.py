@@ -52,10 +52,11 @@ class Recipe:
     shift: int = 1  # random translation in pixels (of the 8x8 source grid scale); cheap augmentation
 
 
-# Measured on the default zoo:resnet at 24x24 (digits): 4 epochs reach 98.9% test accuracy; 12 added
-# nothing but two minutes. Fine-tuning: 2 epochs at 1e-3, followed (as every fit) by a BatchNorm
-# recalibration; see recalibrate_batchnorm for why that pass matters more than more epochs.
-TRAIN_RECIPE = Recipe(epochs=4)
+# Measured on the default zoo:resnet at 32x32 (digits, quiet machine): 4 epochs gave 96.9-97.2% test
+# accuracy (seeds 0/1), 6 gave 98.6-98.9% in ~35 s, 8 added nothing. Fine-tuning: 2 epochs at 1e-3,
+# followed (as every fit) by a BatchNorm recalibration; see recalibrate_batchnorm for why that pass
+# matters more than more epochs.
+TRAIN_RECIPE = Recipe(epochs=6)
 FINETUNE_RECIPE = Recipe(epochs=2, lr=1e-3)
 
 

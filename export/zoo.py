@@ -18,7 +18,7 @@ from torch import nn
 
 from harness.errors import EdgebenchError
 
-DEFAULT_MODEL = "zoo:resnet"  # the main job's model: dense convs train fast on CPU, >= 1 ms at batch 1
+DEFAULT_MODEL = "zoo:resnet"  # the main job's model (at 32x32): dense convs train fast on CPU, >= 1 ms at 1 thread
 
 
 def _cbr(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:

@@ -37,7 +37,7 @@ targets = ["local"]
 [[models]]
 name = "digits-resnet"
 model = "zoo:resnet"             # zoo:NAME, path/to/file.py:factory or package.module:factory
-input_shape = [1, 1, 24, 24]     # the 8x8 digits, resized: big enough that compute dominates (>= 1 ms)
+input_shape = [1, 1, 32, 32]     # the 8x8 digits, resized: big enough that compute dominates (>= 1 ms)
 # weights = "trained.pt"         # a state_dict; without it, zoo models are trained on the data (cached)
 
 [data]

@@ -218,11 +218,18 @@ def verdict_line(variant: str, row: pd.Series, base: pd.Series | None, cmp: Any)
         delta = (row["accuracy"] - base["accuracy"]) * 100
         parts.append(f"accuracy {row['accuracy']:.2%} ({delta:+.1f} points)")
     note = ""
+    drop = (base["accuracy"] - row["accuracy"]) * 100 if _float(row.get("accuracy")) is not None and \
+        _float(base.get("accuracy")) is not None else 0.0
+    if drop > 5:
+        note += f" It loses {drop:.0f} accuracy points: too aggressive for this model."
+        if variant.startswith("cluster"):
+            note += (" One codebook per layer cannot follow the per-channel scales that BatchNorm folding puts "
+                     "into the weights; use more clusters.")
     if variant.startswith("prune-l1") and cmp.verdict != "faster":
-        note = (" Zeros alone do not speed up a dense runtime: onnxruntime multiplies them anyway; "
+        note += (" Zeros alone do not speed up a dense runtime: onnxruntime multiplies them anyway; "
                 "the gain is in the zipped size.")
     elif "int8dyn" in variant and cmp.verdict == "slower":
-        note = " Dynamic quantization computes activation scales at run time; on a CNN that costs more than it saves."
+        note += " Dynamic quantization computes activation scales at run time; on a CNN that costs more than it saves."
     return f"- **{variant}** ({what}): " + "; ".join(parts) + "." + note
 
 
