@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import shutil
 import tempfile
 import time
 import traceback
@@ -19,6 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnxruntime
 import torch
 from torch import nn
 
@@ -29,7 +32,7 @@ from export.data import Dataset, load_dataset, write_npz
 from export.evaluate import evaluate_onnx
 from export.onnx_export import export_onnx, parity_check
 from export.quantize import quantize_dynamic_int8, quantize_static_int8, quick_latency_ratio
-from export.train import FINETUNE_RECIPE, TRAIN_RECIPE, Recipe, set_threads, train_cached
+from export.train import FINETUNE_RECIPE, TRAIN_RECIPE, Recipe, cache_dir, set_threads, train_cached
 from export.variants import Variant, parse_variants
 from export.zoo import load_model
 from harness.errors import EdgebenchError
@@ -73,6 +76,7 @@ def _inputs_hash(ctx: _Context, variant: Variant) -> str:
         "schema": mf.SCHEMA_VERSION, "model": ctx.spec, "weights": ctx.weights_record.get("sha256")
         or ctx.weights_record.get("cache_key"), "input_shape": list(ctx.input_shape), "data": ctx.data.fingerprint,
         "variant": str(variant), "options": asdict(ctx.options), "torch": torch.__version__,
+        "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -186,6 +190,39 @@ def _reusable(vdir: Path, inputs_hash: str) -> dict | None:
     return None
 
 
+def _cached_artifact(inputs_hash: str) -> Path:
+    """Where a built artifact is kept for other output folders: fine-tuning is the slow part of a build,
+    and the same inputs (model, trained weights, data, recipe, library versions) give the same bytes."""
+    return cache_dir() / "artifacts" / inputs_hash
+
+
+def _from_cache(vdir: Path, inputs_hash: str, data_file: Path) -> dict | None:
+    cached = _cached_artifact(inputs_hash)
+    manifest = _reusable(cached, inputs_hash)
+    if manifest is None:
+        return None
+    vdir.mkdir(parents=True, exist_ok=True)
+    for f in cached.iterdir():
+        if f.name != "manifest.json":
+            shutil.copy2(f, vdir / f.name)
+    manifest = {**manifest, "data_file": str(data_file), "reused_from": str(cached)}
+    mf.write_json_atomic(vdir / "manifest.json", manifest)
+    return manifest
+
+
+def _to_cache(vdir: Path, inputs_hash: str) -> None:
+    cached = _cached_artifact(inputs_hash)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=cached.parent))  # filled, then renamed: no half-written cache entry
+        for f in vdir.iterdir():
+            shutil.copy2(f, tmp / f.name)
+        shutil.rmtree(cached, ignore_errors=True)
+        tmp.rename(cached)
+    except OSError:
+        pass  # a full or read-only cache only costs a rebuild next time
+
+
 def prepare(model: str, *, weights: Path | None = None, input_shape: tuple[int, ...] | None = None,
             data: Path | None = None, options: BuildOptions = BuildOptions(),
             progress: Progress = lambda s: None) -> _Context:
@@ -228,8 +265,12 @@ def compress(model: str, variants: list[str], out_dir: Path, *, weights: Path | 
         vdir = out_dir / v.dir_name
         inputs_hash = _inputs_hash(ctx, v)
         old = _reusable(vdir, inputs_hash)
+        where = vdir
+        if old is None:
+            old = _from_cache(vdir, inputs_hash, data_file)
+            where = _cached_artifact(inputs_hash)
         if old is not None:
-            progress(f"{v}: reusing the artifact already built in {vdir}")
+            progress(f"{v}: reusing the artifact already built in {where}")
             old["reused"] = True
             results.append(old)
             mf.write_artifacts_csv(out_dir / "artifacts.csv", results)
@@ -254,6 +295,8 @@ def compress(model: str, variants: list[str], out_dir: Path, *, weights: Path | 
         manifest = {**base, **built, "build_seconds": round(time.perf_counter() - t0, 3), "reused": False}
         vdir.mkdir(parents=True, exist_ok=True)
         mf.write_json_atomic(vdir / "manifest.json", manifest)
+        if manifest.get("status") == "ok":
+            _to_cache(vdir, inputs_hash)
         results.append(manifest)
         mf.write_artifacts_csv(out_dir / "artifacts.csv", results)
     return results

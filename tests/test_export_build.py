@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import shutil
 
 import pytest
 
@@ -59,9 +60,26 @@ def test_reuse_of_built_artifacts(built):
     again = compress("zoo:digits-cnn", ["fp32", "cluster:8"], out, options=FAST)
     assert [r["reused"] for r in again] == [True, True]
     assert again[0]["model_sha256"] == rows[0]["model_sha256"]
-    (out / "fp32" / "model.onnx").write_bytes(b"tampered")  # a changed file is rebuilt, not trusted
-    third = compress("zoo:digits-cnn", ["fp32"], out, options=FAST)
-    assert third[0]["reused"] is False and third[0]["model_sha256"] == rows[0]["model_sha256"]
+    (out / "fp32" / "model.onnx").write_bytes(b"tampered")  # a changed file is not trusted:
+    third = compress("zoo:digits-cnn", ["fp32"], out, options=FAST)  # restored from the user cache
+    assert third[0]["reused_from"] and mf.sha256_file(out / "fp32" / "model.onnx") == rows[0]["model_sha256"]
+    (out / "fp32" / "model.onnx").write_bytes(b"tampered")
+    shutil.rmtree(build._cached_artifact(rows[0]["inputs_hash"]))
+    fourth = compress("zoo:digits-cnn", ["fp32"], out, options=FAST)  # ... or rebuilt when not cached
+    assert fourth[0]["reused"] is False and fourth[0]["model_sha256"] == rows[0]["model_sha256"]
+
+
+def test_another_output_folder_takes_built_artifacts_from_the_cache(built, tmp_path):
+    out, rows = built
+    messages = []
+    again = compress("zoo:digits-cnn", ["prune-l1:0.5", "cluster:8"], tmp_path, options=FAST,
+                     progress=messages.append)
+    assert not any("building" in m for m in messages), messages
+    assert [r["reused"] for r in again] == [True, True]
+    assert again[1]["model_sha256"] == rows[2]["model_sha256"]
+    assert mf.sha256_file(tmp_path / "cluster_8" / "model.onnx") == rows[2]["model_sha256"]
+    manifest = json.loads((tmp_path / "cluster_8" / "manifest.json").read_text())
+    assert manifest["data_file"] == str(tmp_path / "data.npz")
 
 
 def test_failing_variant_row_says_why_and_rest_is_built(tmp_path, monkeypatch):
@@ -69,11 +87,12 @@ def test_failing_variant_row_says_why_and_rest_is_built(tmp_path, monkeypatch):
         raise EdgebenchError("static INT8 quantization failed: simulated")
 
     monkeypatch.setattr(build, "quantize_static_int8", boom)
-    rows = compress("zoo:digits-cnn", ["fp32+int8", "fp32"], tmp_path, options=FAST)
+    monkeypatch.setenv("EDGEBENCH_CACHE", str(tmp_path / "cache"))  # nothing built elsewhere to reuse
+    rows = compress("zoo:digits-cnn", ["fp32+int8", "fp32"], tmp_path / "out", options=FAST)
     assert rows[0]["status"] == "EdgebenchError" and "simulated" in rows[0]["error"]
-    assert rows[1]["status"] == "ok" and (tmp_path / "fp32" / "model.onnx").is_file()
-    assert not (tmp_path / "fp32+int8" / "model.onnx").exists()
-    csv_rows = mf.read_artifacts_csv(tmp_path / "artifacts.csv")
+    assert rows[1]["status"] == "ok" and (tmp_path / "out" / "fp32" / "model.onnx").is_file()
+    assert not (tmp_path / "out" / "fp32+int8" / "model.onnx").exists()
+    csv_rows = mf.read_artifacts_csv(tmp_path / "out" / "artifacts.csv")
     assert csv_rows[0]["status"] == "EdgebenchError" and "simulated" in csv_rows[0]["error"]
 
 
