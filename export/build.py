@@ -32,7 +32,7 @@ from export.data import Dataset, load_dataset, write_npz
 from export.evaluate import evaluate_onnx
 from export.onnx_export import export_onnx, parity_check
 from export.quantize import quantize_dynamic_int8, quantize_static_int8, quick_latency_ratio
-from export.train import FINETUNE_RECIPE, TRAIN_RECIPE, Recipe, cache_dir, set_threads, train_cached
+from export.train import FINETUNE_RECIPE, STRUCTURED_FINETUNE_RECIPE, TRAIN_RECIPE, Recipe, cache_dir, set_threads, train_cached
 from export.variants import Variant, parse_variants
 from export.zoo import load_model
 from harness.errors import EdgebenchError
@@ -47,6 +47,7 @@ class BuildOptions:
 
     finetune: bool = True
     finetune_recipe: Recipe = FINETUNE_RECIPE
+    structured_finetune_recipe: Recipe = STRUCTURED_FINETUNE_RECIPE
     train_recipe: Recipe = TRAIN_RECIPE
     calibration: str = "minmax"
     activation_type: str = "uint8"
@@ -100,7 +101,8 @@ def _build_float(ctx: _Context, base: Variant, progress: Progress) -> tuple[nn.M
     elif base.method == "prune-ch":
         progress(f"{base}: removing {base.amount:.0%} of channels in {base.iterations} step(s)")
         steps = pruning.prune_channels(model, base.amount, ctx.input_shape, ctx.data, iterations=base.iterations,
-                                       round_to=o.round_to, finetune=ft)
+                                       round_to=o.round_to,
+                                       finetune=o.structured_finetune_recipe if o.finetune else None)
         extra["channels"] = pruning.channel_counts(model)
     else:
         progress(f"{base}: folding BatchNorm, clustering to {base.clusters} values per layer")

@@ -71,7 +71,9 @@ def run(args: argparse.Namespace) -> int:
                            activation_type=args.activation_type, round_to=args.round_to or None,
                            exporter=args.exporter, cluster_init=args.cluster_init, layerwise_l1=args.layerwise)
     if args.finetune_epochs is not None:
-        options = replace(options, finetune_recipe=replace(options.finetune_recipe, epochs=args.finetune_epochs))
+        options = replace(options, finetune_recipe=replace(options.finetune_recipe, epochs=args.finetune_epochs),
+                          structured_finetune_recipe=replace(options.structured_finetune_recipe,
+                                                             epochs=args.finetune_epochs))
     rows = compress(args.model, args.variants, args.out, weights=args.weights, input_shape=args.input_shape,
                     data=args.data, progress=lambda s: print(s, file=sys.stderr, flush=True), options=options)
     for line in format_table(rows):

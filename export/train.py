@@ -58,6 +58,10 @@ class Recipe:
 # matters more than more epochs.
 TRAIN_RECIPE = Recipe(epochs=6)
 FINETUNE_RECIPE = Recipe(epochs=2, lr=1e-3)
+# A channel-pruned net is small, so its epochs are cheap, and it has the most to relearn. prune-ch:0.5
+# test accuracy vs fp32 (digits): resnet@32 -0.6 / 0.0 / +0.3 points and mixnet@16 -5.0 / -1.9 / -0.8
+# points after 2 / 4 / 6 epochs; 6 epochs cost ~10 s here.
+STRUCTURED_FINETUNE_RECIPE = Recipe(epochs=6, lr=1e-3)
 
 
 def _shift(x: torch.Tensor, pixels: int, gen: torch.Generator) -> torch.Tensor:

@@ -12,7 +12,8 @@ from export.build import BuildOptions, compress
 from export.train import Recipe
 from harness.errors import EdgebenchError
 
-FAST = BuildOptions(train_recipe=Recipe(epochs=2), finetune_recipe=Recipe(epochs=1, lr=1e-3))
+FAST = BuildOptions(train_recipe=Recipe(epochs=2), finetune_recipe=Recipe(epochs=1, lr=1e-3),
+                    structured_finetune_recipe=Recipe(epochs=1, lr=1e-3))
 
 
 @pytest.fixture(autouse=True)
