@@ -18,11 +18,9 @@ from typing import Any
 import numpy as np
 
 from harness.compare_stats import DEFAULT_THRESHOLD, Comparison, SequentialRule, compare_rounds
+from harness.bench import PERMANENT_FAILURES
 from harness.errors import EdgebenchError
 
-# Runner statuses that another process will not change: stop at once with the runner's message.
-_PERMANENT = {"missing_file", "bad_model", "invalid_graph", "bad_shape", "bad_data", "bad_spec", "no_onnxruntime",
-              "run_failed"}
 _MAX_FAILED_ROUNDS = 3
 
 Progress = Callable[[str], None]
@@ -166,7 +164,7 @@ def measure_paired(target: Any, paths: dict[str, Path], baseline: str, options: 
         status = doc.get("status")
         if status != "ok":
             message = f"{status}: {doc.get('error')}"
-            if status in _PERMANENT:
+            if status in PERMANENT_FAILURES:
                 raise EdgebenchError(f"the runner cannot measure these models on {target.name}: {message}")
             streak[0] += 1
             progress(f"a round failed ({message}); going on")
