@@ -250,6 +250,8 @@ class Comparison:
         if self.verdict == "inconclusive":
             return (f"inconclusive: {self.candidate} looks {words} than {self.baseline}, but the 95% CI {ci} "
                     f"{tail} does not decide; measure longer (--max-time) or on a quieter machine")
+        if self.ratio < 1.0:  # state the interval in the same unit as the words: a speedup factor
+            ci = _fmt_ci(1.0 / self.ci_high, 1.0 / self.ci_low) + "x"
         return f"{self.candidate} is {words} than {self.baseline}, 95% CI {ci} {tail}"
 
 
