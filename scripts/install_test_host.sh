@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# System packages the real-parts tests use: an OpenSSH server and client (loopback sshd tests) and
-# user-mode QEMU + debootstrap (the emulated arm64 board). Installs them when run as root and they
-# are missing; otherwise says what is missing (those tests then skip, except under CI=true).
+# System packages the real-parts tests use: an OpenSSH server and client (loopback sshd tests),
+# user-mode QEMU + debootstrap (the emulated arm64 board) and LibreOffice Calc (the spreadsheet test).
+# Installs them when run as root and they are missing; otherwise says what is missing (those tests
+# then skip, except under CI=true).
 set -euo pipefail
 need=()
 command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
@@ -9,6 +10,8 @@ command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 command -v qemu-aarch64-static >/dev/null 2>&1 || need+=(qemu-user-static)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v update-binfmts >/dev/null 2>&1 || need+=(binfmt-support)
+# LibreOffice Calc, headless: the test that summary.csv's numbers arrive in a spreadsheet as numbers
+command -v soffice >/dev/null 2>&1 || need+=(libreoffice-calc-nogui)
 # the loopback board user gets a venv built from the system python3 (like a Pi's)
 [ -x /usr/bin/python3 ] || need+=(python3)
 /usr/bin/python3 -c "import ensurepip, venv" >/dev/null 2>&1 || need+=(python3-venv)
