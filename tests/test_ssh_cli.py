@@ -1,0 +1,40 @@
+"""`edgebench bench` on several targets at once, over the real loopback sshd (no SSH mocks)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pandas as pd
+
+from tests import onnx_models
+from tests.e2e.test_bench_cli import FAST, assert_one_line_error, edgebench
+
+
+def test_two_targets_in_parallel_write_one_summary(loopback_sshd, tmp_path):
+    models = [onnx_models.mlp(tmp_path / f"m{i}.onnx", seed=i) for i in range(2)]
+    out = tmp_path / "out"
+    proc = edgebench("bench", *models, "--target", "local", "--target", loopback_sshd.alias,
+                     "--ssh-config", loopback_sshd.ssh_config, "--out", out, *FAST)
+    assert proc.returncode == 0, proc.stderr
+    summary = pd.read_csv(out / "summary.csv")
+    assert sorted(zip(summary["target"], summary["variant"])) == sorted(
+        (t, v) for t in ("local", loopback_sshd.alias) for v in ("m0", "m1"))
+    assert (summary["status"] == "ok").all()
+    machines = json.loads((out / "machine.json").read_text())["targets"]
+    assert set(machines) == {"local", loopback_sshd.alias}
+    samples = pd.read_csv(out / "samples.csv")
+    assert set(samples["target"]) == {"local", loopback_sshd.alias}
+
+
+def test_an_unreachable_target_does_not_cost_the_others_their_results(loopback_sshd, tmp_path):
+    model = onnx_models.mlp(tmp_path / "m.onnx")
+    out = tmp_path / "out"
+    start = time.monotonic()
+    proc = edgebench("bench", model, "--target", "local", "--target", "ssh://edgepi@127.0.0.1:1",
+                     "--ssh-config", loopback_sshd.ssh_config, "--out", out, *FAST)
+    assert time.monotonic() - start < 60
+    assert_one_line_error(proc, "127.0.0.1")
+    rows = pd.read_csv(out / "summary.csv").set_index("target")
+    assert rows.loc["local", "status"] == "ok" and rows.loc["local", "n_processes"] == 2
+    assert rows.loc["ssh://edgepi@127.0.0.1:1", "status"] == "target_error"
