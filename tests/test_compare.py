@@ -48,6 +48,20 @@ def test_two_tiny_models_end_to_end(tmp_path, capsys):
     assert done.returncode == 0 and ("slower" in done.stdout or "not significant" in done.stdout), done.stdout
 
 
+def test_three_models_against_a_chosen_baseline(tmp_path, capsys):
+    small = onnx_models.mlp(tmp_path / "small.onnx", hidden=16)
+    mid = onnx_models.mlp(tmp_path / "mid.onnx", hidden=512)
+    big = onnx_models.mlp(tmp_path / "big.onnx", hidden=2048)
+    out = tmp_path / "out"
+    code = main(["compare", str(small), str(mid), str(big), "--baseline", str(mid), "--out", str(out),
+                 "--max-time", "30", *FAST])
+    assert code == 0, capsys.readouterr().err
+    rows = {r["candidate"]: r for r in read_rows(out / "comparison.csv")}
+    assert set(rows) == {"small", "big"} and {r["baseline"] for r in rows.values()} == {"mid"}
+    assert rows["small"]["verdict"] == "faster" and rows["big"]["verdict"] == "slower"
+    assert float(rows["small"]["ratio_ci95_high"]) < 1.0 < float(rows["big"]["ratio_ci95_low"])
+
+
 def write_results(folder: Path, variant: str, medians: list[float], seed: int) -> Path:
     rng = np.random.default_rng(seed)
     rows = [(SCHEMA_VERSION, "run", "local", variant, 1, "", p, i, round(m * rng.lognormal(0, 0.03), 6))
