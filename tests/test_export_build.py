@@ -116,3 +116,26 @@ def test_cli_run(tmp_path, capsys):
     args = p.parse_args(["--model", "zoo:digits-cnn", "--variants", "cluster:300", "--out", str(tmp_path)])
     with pytest.raises(EdgebenchError):
         cli.run(args)
+
+
+def test_a_model_torch_pruning_cannot_prune_gets_a_clear_row(tmp_path, monkeypatch):
+    """forward() hard-codes the channel count, so removing channels breaks it: the row says why,
+    and the variants that do not prune channels are still built."""
+    net = tmp_path / "rigid.py"
+    net.write_text(
+        "import torch\nfrom torch import nn\n"
+        "class Rigid(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.conv = nn.Conv2d(1, 32, 3, padding=1)\n"
+        "        self.fc = nn.Linear(32 * 8 * 8, 10)\n"
+        "    def forward(self, x):\n"
+        "        return self.fc(torch.relu(self.conv(x)).reshape(-1, 32 * 8 * 8))\n"
+        "def build():\n"
+        "    return Rigid()\n")
+    monkeypatch.setenv("EDGEBENCH_CACHE", str(tmp_path / "cache"))
+    rows = compress(f"{net}:build", ["prune-ch:0.5", "fp32"], tmp_path / "out", input_shape=(1, 1, 8, 8),
+                    options=FAST)
+    assert rows[0]["status"] == "EdgebenchError" and "Torch-Pruning cannot" in rows[0]["error"]
+    assert "prune-l1" in rows[0]["error"]  # the message names what to do instead
+    assert rows[1]["status"] == "ok"
