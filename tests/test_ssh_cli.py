@@ -38,3 +38,15 @@ def test_an_unreachable_target_does_not_cost_the_others_their_results(loopback_s
     rows = pd.read_csv(out / "summary.csv").set_index("target")
     assert rows.loc["local", "status"] == "ok" and rows.loc["local", "n_processes"] == 2
     assert rows.loc["ssh://edgepi@127.0.0.1:1", "status"] == "target_error"
+
+
+def test_compare_runs_its_paired_rounds_on_a_remote_board(loopback_sshd, tmp_path):
+    small = onnx_models.mlp(tmp_path / "small.onnx", hidden=16)
+    big = onnx_models.mlp(tmp_path / "big.onnx", hidden=2048)
+    out = tmp_path / "out"
+    proc = edgebench("compare", small, big, "--target", loopback_sshd.alias, "--ssh-config",
+                     loopback_sshd.ssh_config, "--out", out, "--max-time", "40", "--round-time", "0.05",
+                     "--block-size", "10", "--drop", "2", "--threads", "1", "-q")
+    assert proc.returncode == 0, proc.stderr
+    (row,) = pd.read_csv(out / "comparison.csv").to_dict("records")
+    assert row["target"] == loopback_sshd.alias and row["verdict"] == "slower" and row["ratio_ci95_low"] > 1
