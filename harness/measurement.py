@@ -11,6 +11,7 @@ from typing import Any
 from harness.errors import EdgebenchError
 from harness.metrics import classification_metrics
 from harness.stats import Summary, summarize
+from targets.telemetry import measurement_throttled
 
 
 def settings_hash(settings: dict[str, Any]) -> str:
@@ -140,10 +141,8 @@ class ProcessRun:
 
     @property
     def throttled(self) -> bool:
-        """Throttling was on at the end, or began during this process (the since-boot flags grew)."""
-        start = (self.telemetry_start.get("throttle") or {}).get("flags") or []
-        end = self.telemetry_end.get("throttle") or {}
-        return bool(end.get("throttled_now")) or bool(set(end.get("flags") or []) - set(start))
+        """Throttled at either end of this process, or throttling began during it."""
+        return measurement_throttled(self.telemetry_start, self.telemetry_end)
 
 
 @dataclass(frozen=True)

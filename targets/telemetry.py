@@ -70,6 +70,8 @@ def throttling_started(doc: dict[str, Any]) -> bool:
     return bool((end - start) & now_flags)
 
 
-def throttled_during(doc: dict[str, Any]) -> bool:
-    """True when the board was throttled (now) at the start or the end of the measurement."""
-    return any(((doc.get(k) or {}).get("throttle") or {}).get("throttled_now") for k in ("telemetry_start", "telemetry_end"))
+def measurement_throttled(start: dict[str, Any] | None, end: dict[str, Any] | None) -> bool:
+    """The board was throttled at the start or the end of a measurement, or a throttle flag (now or
+    since boot) appeared during it: the number is then not the board's steady speed."""
+    now = any(((t or {}).get("throttle") or {}).get("throttled_now") for t in (start, end))
+    return now or bool(_flags(end) - _flags(start))
