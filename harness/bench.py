@@ -138,8 +138,7 @@ class Scheduler:
         count = 0
         try:
             for index in range(self.spec.processes):
-                order = [p for p in pending if not p.done and len(p.runs) <= index
-                         and all(r.index != index for r in p.runs)]
+                order = [p for p in pending if not p.done and all(r.index != index for r in p.runs)]
                 self.rng.shuffle(order)
                 for p in order:
                     count += 1

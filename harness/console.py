@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
 
-def _num(value: Any, digits: int = 3) -> str:
-    if value is None or value == "":
-        return "-"
-    value = float(value)
+def format_number(value: Any, digits: int = 3, missing: str = "-") -> str:
+    """3 significant digits, thousands separators from 1,000 up; `missing` for None, "", NaN or text."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return missing
+    if math.isnan(value):
+        return missing
     if value == 0:
         return "0"
     if abs(value) >= 1000:
@@ -42,12 +47,13 @@ def format_summary(rows: Iterable[Any]) -> list[str]:
     for r in rows:
         g = r.get if isinstance(r, dict) else lambda k, r=r: getattr(r, k, None)
         ci = "-" if g("latency_ms_ci95_low") in (None, "") else \
-            f"{_num(g('latency_ms_ci95_low'))}-{_num(g('latency_ms_ci95_high'))}"
+            f"{format_number(g('latency_ms_ci95_low'))}-{format_number(g('latency_ms_ci95_high'))}"
         acc = g("accuracy")
         body.append([
-            g("variant"), g("target"), _num(g("latency_ms_median")), _num(g("latency_ms_p90")),
-            _num(g("latency_ms_p99")), ci, _num(g("throughput_ips")), _num(g("init_ms")),
-            _num(g("peak_rss_mb")), "-" if acc in (None, "") else f"{float(acc):.2%}",
+            g("variant"), g("target"), *(format_number(g(k)) for k in ("latency_ms_median", "latency_ms_p90",
+                                                                        "latency_ms_p99")),
+            ci, format_number(g("throughput_ips")), format_number(g("init_ms")), format_number(g("peak_rss_mb")),
+            "-" if acc in (None, "") else f"{float(acc):.2%}",
             g("status") + (" (throttled)" if str(g("throttled")).lower() == "true" else ""),
         ])
     return format_table(headers, body)

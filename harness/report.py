@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.console import format_number
 from harness.errors import EdgebenchError
 from harness.results import SAMPLES_CSV, SUMMARY_CSV, atomic_write_text, read_csv_rows
 
@@ -184,10 +185,7 @@ def _save(fig: Any, path: Path, title: str) -> tuple[str, str]:
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
-    f = _float(value)
-    if f is None:
-        return "–"
-    return f"{f:,.0f}" if abs(f) >= 1000 else f"{f:.{digits}g}"
+    return format_number(value, digits, missing="–")
 
 
 def verdict_line(variant: str, row: pd.Series, base: pd.Series | None, cmp: Any) -> str:

@@ -367,6 +367,8 @@ def load_data(spec):
 
 
 def data_feeds(session, shapes, spec):
+    import numpy as np
+
     x, _ = load_data(spec)
     inputs = session.get_inputs()
     if len(inputs) != 1:
@@ -378,7 +380,7 @@ def data_feeds(session, shapes, spec):
             "bad_shape", "data x has samples of shape %s, the model wants %s" % (list(x.shape[1:]), shape[1:])
         )
     reps = -(-n // len(x))
-    batch = x if reps == 1 else __import__("numpy").concatenate([x] * reps)
+    batch = x if reps == 1 else np.concatenate([x] * reps)
     return {inputs[0].name: batch[:n].astype(_DTYPES[inputs[0].type])}
 
 
@@ -458,7 +460,8 @@ def bench(spec):
     finally:
         if gc_was_enabled:
             gc.enable()
-    batch = shapes[session.get_inputs()[0].name][0] if session.get_inputs() and shapes[session.get_inputs()[0].name] else 1
+    first = shapes[session.get_inputs()[0].name] if session.get_inputs() else []
+    batch = first[0] if first else 1  # items per call: the first input's leading axis
     result["warmup_ns"] = warm_ns
     result["latencies_ns"] = samples
     result["batch_size"] = batch
