@@ -56,7 +56,7 @@ class BuildOptions:
     round_to: int | None = 8
     exporter: str = "legacy"
     cluster_init: str = "linear"
-    layerwise_l1: bool = False
+    l1_allocation: str = "lamp"
     extra: dict = field(default_factory=dict)
 
 
@@ -95,7 +95,7 @@ def _build_float(ctx: _Context, base: Variant, progress: Progress) -> tuple[nn.M
     elif base.method == "prune-l1":
         progress(f"{base}: magnitude pruning to sparsity {base.amount} in {base.iterations} step(s)")
         steps = pruning.prune_unstructured(model, base.amount, ctx.data, iterations=base.iterations,
-                                           layerwise=o.layerwise_l1, finetune=ft)
+                                           allocation=o.l1_allocation, finetune=ft)
         extra["note"] = ("unstructured zeros: dense kernels do the same work, so file bytes and latency do not "
                          "drop; only the zipped size does")
     elif base.method == "prune-ch":
@@ -230,9 +230,13 @@ def prepare(model: str, *, weights: Path | None = None, input_shape: tuple[int, 
             progress: Progress = lambda s: None) -> _Context:
     """Load and check model + data, train (or load cached) weights when none are given."""
     set_threads()
+    # the initial weights come from torch's global generator: seed it, or the trained weights (cached
+    # under a key that holds the recipe's seed) would depend on whatever drew random numbers before
+    torch.manual_seed(options.train_recipe.seed)
     net, shape = load_model(model, weights, input_shape)
     dataset = load_dataset(data, shape)
     if model.startswith("zoo:") and dataset.num_classes != 10 and weights is None:
+        torch.manual_seed(options.train_recipe.seed)
         net, shape = load_model(model, None, shape, num_classes=dataset.num_classes)
     with torch.no_grad():
         n_out = net(torch.from_numpy(dataset.x_test[:2])).reshape(2, -1).shape[1]

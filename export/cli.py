@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from export.build import BuildOptions, compress
+from export.prune import ALLOCATIONS
 from export.quantize import CALIBRATIONS
 from export.variants import VALID_FORMS
 from harness.errors import EdgebenchError
@@ -37,14 +38,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variants", required=True, help="comma-separated: " + "; ".join(VALID_FORMS))
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--no-finetune", action="store_true", help="skip fine-tuning after prune/cluster")
-    parser.add_argument("--finetune-epochs", type=int, default=None, help="epochs per fine-tuning step")
+    parser.add_argument("--finetune-epochs", type=int, default=None,
+                        help="fine-tuning epochs after prune/cluster (@iter=N splits them over its N steps)")
     parser.add_argument("--calibration", choices=CALIBRATIONS, default="minmax", help="INT8 calibration method")
     parser.add_argument("--activation-type", choices=("uint8", "int8"), default="uint8",
                         help="INT8 activation type (uint8 measured fastest on x86 here)")
     parser.add_argument("--round-to", type=int, default=8, help="keep channel counts a multiple of this (0 = off)")
     parser.add_argument("--exporter", choices=("legacy", "dynamo"), default="legacy")
     parser.add_argument("--cluster-init", choices=("linear", "kmeans++"), default="linear")
-    parser.add_argument("--layerwise", action="store_true", help="prune-l1: same sparsity in every layer")
+    parser.add_argument("--l1-allocation", choices=ALLOCATIONS, default="lamp",
+                        help="prune-l1: how the sparsity is spread over layers: one threshold on LAMP scores "
+                             "(default; never empties a layer), one threshold on |w| (global), or the same "
+                             "fraction in every layer (layerwise)")
+    parser.add_argument("--layerwise", action="store_const", dest="l1_allocation", const="layerwise",
+                        help="same as --l1-allocation layerwise")
 
 
 def format_table(rows: list[dict]) -> list[str]:
@@ -69,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         raise EdgebenchError("--round-to must be 0 (off) or a positive channel multiple such as 8")
     options = BuildOptions(finetune=not args.no_finetune, calibration=args.calibration,
                            activation_type=args.activation_type, round_to=args.round_to or None,
-                           exporter=args.exporter, cluster_init=args.cluster_init, layerwise_l1=args.layerwise)
+                           exporter=args.exporter, cluster_init=args.cluster_init, l1_allocation=args.l1_allocation)
     if args.finetune_epochs is not None:
         options = replace(options, finetune_recipe=replace(options.finetune_recipe, epochs=args.finetune_epochs),
                           structured_finetune_recipe=replace(options.structured_finetune_recipe,

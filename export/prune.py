@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from export.data import Dataset
-from export.train import recalibrate_batchnorm, FINETUNE_RECIPE, Recipe, accuracy_torch, fit
+from export.train import FINETUNE_RECIPE, Recipe, accuracy_torch, fit, per_step, recalibrate_batchnorm
 from harness.errors import EdgebenchError
 
 Finetune = Callable[..., None]
@@ -44,30 +44,50 @@ def weight_sparsity(model: nn.Module) -> float:
 
 # ---------------------------------------------------------------------------------------- unstructured
 
-def _magnitude_masks(model: nn.Module, amount: float, masks: dict[str, torch.Tensor] | None,
-                     layerwise: bool) -> dict[str, torch.Tensor]:
-    """Masks that remove ``amount`` of the still-alive weights with the smallest |w|.
+ALLOCATIONS = ("lamp", "global", "layerwise")
 
-    Global (default): one threshold over all layers, so layers with many small weights lose more.
+
+def lamp_scores(weight: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """LAMP scores (Lee et al., ICLR 2021): w_u^2 / sum of w_v^2 over the layer's alive weights with |w_v| >= |w_u|.
+
+    A magnitude rescaled within its layer: the order inside a layer is the magnitude order, and every layer's
+    largest weight scores 1, so one global threshold can never empty a layer.
+    """
+    w2 = (weight * mask).flatten() ** 2
+    sorted_w2, order = torch.sort(w2)
+    suffix = torch.flip(torch.cumsum(torch.flip(sorted_w2, [0]), 0), [0])
+    scores = torch.empty_like(w2)
+    scores[order] = sorted_w2 / suffix.clamp(min=torch.finfo(w2.dtype).tiny)
+    return scores.view_as(weight)
+
+
+def _magnitude_masks(model: nn.Module, amount: float, masks: dict[str, torch.Tensor] | None,
+                     allocation: str) -> dict[str, torch.Tensor]:
+    """Masks that remove ``amount`` of the still-alive weights, smallest scores first.
+
+    ``lamp`` (default): one threshold over all layers on LAMP scores. ``global``: one threshold on |w|, so
+    layers with many small weights lose more; on zoo:mixnet at 90% it zeroed every squeeze-excitation
+    reduction and 99.8% of a projection, and the net lost 42-45 points even after fine-tuning (LAMP: 2-4).
     ``layerwise``: every layer loses the same fraction.
     """
+    if allocation not in ALLOCATIONS:
+        raise EdgebenchError(f"unknown prune-l1 allocation {allocation!r}; use one of {', '.join(ALLOCATIONS)}")
     layers = dict(prunable_weights(model))
     masks = dict(masks or {n: torch.ones_like(m.weight, dtype=torch.bool) for n, m in layers.items()})
     with torch.no_grad():
-        if layerwise:
-            groups = [[n] for n in layers]
+        if allocation == "lamp":
+            scores = {n: lamp_scores(m.weight, masks[n]) for n, m in layers.items()}
         else:
-            groups = [list(layers)]
+            scores = {n: m.weight.abs() for n, m in layers.items()}
+        groups = [[n] for n in layers] if allocation == "layerwise" else [list(layers)]
         for names in groups:
-            alive = torch.cat([layers[n].weight.abs()[masks[n]].flatten() for n in names])
+            alive = torch.cat([scores[n][masks[n]].flatten() for n in names])
             k = int(round(amount * alive.numel()))
             if k == 0:
                 continue
             threshold = torch.kthvalue(alive, k).values
             for n in names:
-                keep = masks[n] & (layers[n].weight.abs() > threshold)
-                # ties at the threshold: keep enough that we do not overshoot badly on quantised weights
-                masks[n] = keep
+                masks[n] = masks[n] & (scores[n] > threshold)
     return masks
 
 
@@ -78,28 +98,30 @@ def _apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
 
 
 def prune_unstructured(model: nn.Module, sparsity: float, data: Dataset | None, *, iterations: int = 1,
-                       layerwise: bool = False, finetune: Recipe | None = FINETUNE_RECIPE) -> list[dict]:
+                       allocation: str = "lamp", finetune: Recipe | None = FINETUNE_RECIPE) -> list[dict]:
     """Magnitude-prune conv/linear weights to ``sparsity`` in ``iterations`` steps, fine-tuning between.
 
-    Per-step amount is 1-(1-S)^(1/N) of the surviving weights, so N steps land on S. Masks are enforced
+    Per-step amount is 1-(1-S)^(1/N) of the surviving weights, so N steps land on S; each step fine-tunes
+    for 1/N of ``finetune``'s epochs (rounded up), the one-shot budget. Masks are enforced
     after every optimiser step, and the zeros are plain weights at the end (permanent, no reparametrisation).
     Returns one record per step: target and real sparsity, accuracy on the validation split.
     """
-    per_step = 1.0 - (1.0 - sparsity) ** (1.0 / iterations)
+    amount = 1.0 - (1.0 - sparsity) ** (1.0 / iterations)
+    finetune = per_step(finetune, iterations)
     masks: dict[str, torch.Tensor] | None = None
     steps = []
     for i in range(iterations):
         t0 = time.perf_counter()
-        masks = _magnitude_masks(model, per_step, masks, layerwise)
+        masks = _magnitude_masks(model, amount, masks, allocation)
         with torch.no_grad():
             _apply_masks(model, masks)
         if data is not None and finetune is not None and finetune.epochs > 0:
             frozen = masks
             fit(model, data, finetune, after_step=lambda m: _apply_masks(m, frozen))
         steps.append({
-            "step": i + 1, "method": "magnitude-" + ("layerwise" if layerwise else "global"),
-            "amount_of_remaining": round(per_step, 6),
-            "target_sparsity": round(1.0 - (1.0 - per_step) ** (i + 1), 6),
+            "step": i + 1, "method": f"magnitude-{allocation}",
+            "amount_of_remaining": round(amount, 6),
+            "target_sparsity": round(1.0 - (1.0 - amount) ** (i + 1), 6),
             "weight_sparsity": round(weight_sparsity(model), 6),
             "val_accuracy": accuracy_torch(model, data.x_val, data.y_val) if data is not None else None,
             "finetune": finetune.__dict__ if (data is not None and finetune) else None,
@@ -162,7 +184,7 @@ def prune_channels(model: nn.Module, ratio: float, input_shape: tuple[int, ...],
     """Remove ``ratio`` of the channels of every prunable layer group (L2 group magnitude), physically.
 
     ``iterations`` > 1 follows Torch-Pruning's linear schedule (R/N, 2R/N, ... R) with fine-tuning after
-    every step. The classifier's outputs are never pruned. Returns one record per step.
+    every step, 1/N of ``finetune``'s epochs each (rounded up). The classifier's outputs are never pruned. Returns one record per step.
     """
     import torch_pruning as tp
 
@@ -182,6 +204,7 @@ def prune_channels(model: nn.Module, ratio: float, input_shape: tuple[int, ...],
             f"Torch-Pruning cannot build the dependency graph of this model: {type(exc).__name__}: {exc}. "
             "Use prune-l1 for this model, or simplify the layer it names") from exc
     steps = []
+    finetune = per_step(finetune, iterations)
     total0, _ = count_params(model)
     for i in range(iterations):
         t0 = time.perf_counter()

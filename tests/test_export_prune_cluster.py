@@ -1,5 +1,6 @@
 """Pruning and clustering on tiny models: real sparsity, physically removed channels, <= K values."""
 
+import copy
 import time
 
 import numpy as np
@@ -7,12 +8,14 @@ import onnx
 import pytest
 import torch
 from onnx import numpy_helper
+from torch import nn
 
 from export import cluster, prune
 from export.data import load_dataset
 from export.onnx_export import export_onnx, ort_session
-from export.train import Recipe
+from export.train import Recipe, per_step
 from export.zoo import DigitsCNN, MixNet
+from harness.errors import EdgebenchError
 
 TINY_FT = Recipe(epochs=1, lr=1e-3)
 
@@ -27,16 +30,39 @@ def _tiny_mixnet():
     return MixNet(widths=(16, 32, 32), blocks=1).eval()
 
 
-@pytest.mark.parametrize("layerwise", [False, True])
-def test_unstructured_reaches_sparsity(layerwise):
+@pytest.mark.parametrize("allocation", prune.ALLOCATIONS)
+def test_unstructured_reaches_sparsity(allocation):
     torch.manual_seed(0)
     m = DigitsCNN()
-    steps = prune.prune_unstructured(m, 0.9, None, layerwise=layerwise, finetune=None)
+    steps = prune.prune_unstructured(m, 0.9, None, allocation=allocation, finetune=None)
     assert abs(prune.weight_sparsity(m) - 0.9) < 0.005
     assert steps[-1]["weight_sparsity"] == pytest.approx(prune.weight_sparsity(m), abs=1e-6)
-    if layerwise:
+    assert steps[-1]["method"] == f"magnitude-{allocation}"
+    if allocation == "layerwise":
         for _, layer in prune.prunable_weights(m):
             assert float((layer.weight == 0).float().mean()) == pytest.approx(0.9, abs=0.02)
+
+
+def test_lamp_never_empties_a_layer_that_global_magnitude_empties():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+    with torch.no_grad():
+        m[2].weight.mul_(1e-3)  # a layer of small weights, like an SE reduction after training
+    by_global, by_lamp = copy.deepcopy(m), copy.deepcopy(m)
+    prune.prune_unstructured(by_global, 0.6, None, allocation="global", finetune=None)
+    prune.prune_unstructured(by_lamp, 0.6, None, allocation="lamp", finetune=None)
+    assert int((by_global[2].weight != 0).sum()) == 0
+    alive = [int((layer.weight != 0).sum()) for _, layer in prune.prunable_weights(by_lamp)]
+    assert min(alive) > 0
+    assert prune.weight_sparsity(by_lamp) == pytest.approx(0.6, abs=0.005)
+    with pytest.raises(EdgebenchError, match="allocation"):
+        prune.prune_unstructured(copy.deepcopy(m), 0.5, None, allocation="random", finetune=None)
+
+
+def test_iterative_steps_share_the_one_shot_finetuning_budget():
+    assert per_step(Recipe(epochs=12, lr=1e-3), 3) == Recipe(epochs=4, lr=1e-3)
+    assert per_step(Recipe(epochs=12), 5).epochs == 3 and per_step(Recipe(epochs=2), 3).epochs == 1
+    assert per_step(Recipe(epochs=6), 1).epochs == 6 and per_step(None, 3) is None
 
 
 def test_iterative_unstructured_with_finetune_keeps_zeros(digits8):
