@@ -30,7 +30,7 @@ from export import manifest as mf
 from export import prune as pruning
 from export.data import Dataset, load_dataset, write_npz
 from export.evaluate import evaluate_onnx
-from export.onnx_export import export_onnx, parity_check
+from export.onnx_export import compact_names, export_onnx, parity_check
 from export.quantize import quantize_dynamic_int8, quantize_static_int8, quick_latency_ratio
 from export.train import FINETUNE_RECIPE, STRUCTURED_FINETUNE_RECIPE, TRAIN_RECIPE, Recipe, cache_dir, set_threads, train_cached
 from export.variants import Variant, parse_variants
@@ -57,6 +57,7 @@ class BuildOptions:
     exporter: str = "legacy"
     cluster_init: str = "linear"
     l1_allocation: str = "lamp"
+    compact_names: bool = True
     extra: dict = field(default_factory=dict)
 
 
@@ -146,6 +147,7 @@ def _build_variant(ctx: _Context, variant: Variant, vdir: Path, progress: Progre
             timings["quantize_seconds"] = record["quantization"]["seconds"]
             sess_out = _torch_vs_onnx(out, model, x_par)
             record["quantized_max_abs_diff_vs_torch"] = sess_out
+    record["names"] = compact_names(out) if ctx.options.compact_names else {"compacted": False}
     t0 = time.perf_counter()
     metrics = evaluate_onnx(out, ctx.data.x_test, ctx.data.y_test, ctx.data.num_classes)
     timings["evaluate_seconds"] = round(time.perf_counter() - t0, 3)
@@ -161,7 +163,7 @@ def _build_variant(ctx: _Context, variant: Variant, vdir: Path, progress: Progre
         "exporter": record["export"]["exporter"], "export": record["export"],
         "parity_max_abs_diff": record["parity_max_abs_diff"],
         "quantized_max_abs_diff_vs_torch": record.get("quantized_max_abs_diff_vs_torch"),
-        "quantization": record.get("quantization"), "weight_sparsity": sparsity,
+        "quantization": record.get("quantization"), "names": record["names"], "weight_sparsity": sparsity,
         "unique_weight_values": stats["unique_weight_values"] if variant.method == "cluster" else None,
         "max_unique_weight_values": stats["max_unique_weight_values"],
         "peak_activation_bytes": stats["peak_activation_bytes"],

@@ -52,6 +52,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "fraction in every layer (layerwise)")
     parser.add_argument("--layerwise", action="store_const", dest="l1_allocation", const="layerwise",
                         help="same as --l1-allocation layerwise")
+    parser.add_argument("--keep-names", action="store_true",
+                        help="keep the exporter's node and tensor names in model.onnx (default: short ids, "
+                             "the long names in names.json beside it)")
 
 
 def format_table(rows: list[dict]) -> list[str]:
@@ -76,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
         raise EdgebenchError("--round-to must be 0 (off) or a positive channel multiple such as 8")
     options = BuildOptions(finetune=not args.no_finetune, calibration=args.calibration,
                            activation_type=args.activation_type, round_to=args.round_to or None,
-                           exporter=args.exporter, cluster_init=args.cluster_init, l1_allocation=args.l1_allocation)
+                           exporter=args.exporter, cluster_init=args.cluster_init, l1_allocation=args.l1_allocation,
+                           compact_names=not args.keep_names)
     if args.finetune_epochs is not None:
         options = replace(options, finetune_recipe=replace(options.finetune_recipe, epochs=args.finetune_epochs),
                           structured_finetune_recipe=replace(options.structured_finetune_recipe,

@@ -44,6 +44,9 @@ def test_manifest_fields(built):
     assert max(m["unique_weight_values"].values()) <= 8
     q = json.loads((out / "fp32+int8" / "manifest.json").read_text())["quantization"]
     assert q["format"] == "QDQ" and q["calibration"] == "minmax" and q["n_calibration_samples"] > 0
+    for r in rows:  # short names in every variant, the long ones beside the file
+        assert r["names"]["compacted"] and r["names"]["bytes_after"] == r["model_bytes"] < r["names"]["bytes_before"]
+        assert (out / r["variant_dir"] / "names.json").is_file()
     l1 = json.loads((out / "prune-l1_0.5" / "manifest.json").read_text())
     assert l1["nonzero_params"] < 0.6 * l1["params"] and "only the zipped size" in l1["note"]
 

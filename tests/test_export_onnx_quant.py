@@ -1,5 +1,8 @@
 """Export parity, INT8, evaluation from the ONNX file, graph statistics and artifacts.csv."""
 
+import json
+import sys
+
 import numpy as np
 import onnx
 import pytest
@@ -9,7 +12,13 @@ from onnx import numpy_helper
 from export import manifest as mf
 from export.data import load_dataset
 from export.evaluate import evaluate_onnx
-from export.onnx_export import export_onnx, ort_session, parity_check, save_model
+from export.onnx_export import (
+    compact_names,
+    export_onnx,
+    ort_session,
+    parity_check,
+    save_model,
+)
 from export.quantize import quantize_dynamic_int8, quantize_static_int8
 from export.train import Recipe, fit
 from export.zoo import DigitsCNN
@@ -33,6 +42,24 @@ def test_export_dynamic_batch_and_parity(trained):
     assert sess.run(None, {"input": d.x_test[:5]})[0].shape == (5, 10)
     assert parity_check(path, m, d.x_test[:32]) < 1e-4
     assert not any(i.data_location == onnx.TensorProto.EXTERNAL for i in onnx.load(str(path)).graph.initializer)
+
+
+def test_dynamo_exporter_matches_torch_with_a_dynamic_batch_and_quantizes(trained, tmp_path):
+    m, d, _, _ = trained
+    path = tmp_path / "dynamo.onnx"
+    rec = export_onnx(m, (1, 1, 8, 8), path, exporter="dynamo")
+    assert rec["exporter"] == "dynamo" and rec["onnxsim"] == "ok" and rec["opset"] >= 18
+    assert mf.graph_stats(path)["opset"] == rec["opset"] and sorted(p.name for p in tmp_path.iterdir()) == ["dynamo.onnx"]
+    assert ort_session(path).run(None, {"input": d.x_test[:7]})[0].shape == (7, 10)
+    assert parity_check(path, m, d.x_test[:32]) < 1e-4
+    quantize_static_int8(path, tmp_path / "q.onnx", d.x_train)
+    assert evaluate_onnx(tmp_path / "q.onnx", d.x_test, d.y_test, 10)["accuracy"] > 0.6
+
+
+def test_dynamo_exporter_without_onnxscript_says_what_to_install(trained, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # import fails as if it were not installed
+    with pytest.raises(EdgebenchError, match="pip install onnxscript"):
+        export_onnx(trained[0], (1, 1, 8, 8), tmp_path / "m.onnx", exporter="dynamo")
 
 
 def _corrupt(src, dst, scale):
@@ -74,6 +101,25 @@ def test_static_int8_is_smaller_qdq_and_accurate(trained, tmp_path):
     assert acc_q > acc_f - 0.03
     with pytest.raises(EdgebenchError, match="unknown calibration"):
         quantize_static_int8(path, tmp_path / "x.onnx", d.x_train, calibration="magic")
+
+
+def test_compact_names_shrinks_a_qdq_file_keeps_its_outputs_and_maps_names_back(trained, tmp_path):
+    _, d, path, _ = trained
+    quantize_static_int8(path, tmp_path / "q.onnx", d.x_train)
+    (tmp_path / "short").mkdir()
+    short = tmp_path / "short" / "model.onnx"
+    short.write_bytes((tmp_path / "q.onnx").read_bytes())
+    rec = compact_names(short)
+    assert rec["compacted"] and rec["bytes_after"] == short.stat().st_size < 0.85 * rec["bytes_before"]
+    long_graph, short_graph = onnx.load(str(tmp_path / "q.onnx")).graph, onnx.load(str(short)).graph
+    assert [i.name for i in short_graph.input] == ["input"] and [o.name for o in short_graph.output] == ["output"]
+    names = json.loads((short.parent / rec["names_file"]).read_text())
+    assert [names["nodes"][n.name] for n in short_graph.node] == [n.name for n in long_graph.node]
+    back = {**names["tensors"], "input": "input", "output": "output", "": ""}
+    assert [[back[t] for t in n.input] for n in short_graph.node] == [list(n.input) for n in long_graph.node]
+    x = d.x_test[:16]
+    np.testing.assert_array_equal(ort_session(short).run(None, {"input": x})[0],
+                                  ort_session(tmp_path / "q.onnx").run(None, {"input": x})[0])
 
 
 def test_dynamic_int8(trained, tmp_path):
