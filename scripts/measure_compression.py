@@ -1,10 +1,12 @@
 """Measure issue 3's "Must show" figures: build the variants, print sizes, ratios, accuracy and an
-in-process interleaved latency comparison of fp32 vs prune-ch:0.5.
+in-process interleaved latency comparison of fp32 vs prune-ch:0.5, and of the INT8 type pairs.
 
-    python scripts/measure_compression.py [--model zoo:mixnet] [--out DIR]
+    python scripts/measure_compression.py [--model zoo:mixnet] [--out DIR] [--no-int8-types]
 
-Latency: both models in one process, alternated in blocks of 40 calls (first 5 of each block dropped),
+Latency: the models in one process, alternated in blocks of 40 calls (first 5 of each block dropped),
 the pattern DESIGN.md measured as tight and unbiased; median per model and the per-round ratio range.
+INT8 types: fp32+int8 is also built with int8 activations (S8S8) beside the default uint8 (U8S8), so
+the choice of the default can be re-checked on any machine (run this script on the board to check it there).
 """
 
 from __future__ import annotations
@@ -18,31 +20,42 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from export.build import compress  # noqa: E402
+from export.build import BuildOptions, compress  # noqa: E402
 from export.onnx_export import INPUT_NAME, ort_session  # noqa: E402
 
 VARIANTS = ["fp32", "prune-ch:0.5", "prune-l1:0.9", "cluster:16", "fp32+int8"]
 
 
-def interleaved(a: Path, b: Path, x: np.ndarray, rounds: int = 15, block: int = 40, drop: int = 5,
-                threads: int = 1) -> tuple[float, float, list[float]]:
-    sa, sb = ort_session(a, threads), ort_session(b, threads)
+def interleaved(paths: list[Path], x: np.ndarray, rounds: int = 15, block: int = 40, drop: int = 5,
+                threads: int = 1) -> tuple[list[float], list[list[float]]]:
+    """Median ms per model, and per round the ratio of each model's median to the first model's."""
+    sessions = [ort_session(p, threads) for p in paths]
     feed = {INPUT_NAME: x}
-    ta: list[float] = []
-    tb: list[float] = []
-    ratios = []
+    times: list[list[float]] = [[] for _ in paths]
+    ratios: list[list[float]] = [[] for _ in paths]
     for _ in range(rounds):
-        ra, rb = [], []
-        for sess, acc in ((sa, ra), (sb, rb)):
+        medians = []
+        for sess, acc in zip(sessions, times):
+            this_round = []
             for i in range(block):
                 t0 = time.perf_counter()
                 sess.run(None, feed)
                 if i >= drop:
-                    acc.append(time.perf_counter() - t0)
-        ta += ra
-        tb += rb
-        ratios.append(float(np.median(rb) / np.median(ra)))
-    return float(np.median(ta) * 1e3), float(np.median(tb) * 1e3), ratios
+                    this_round.append(time.perf_counter() - t0)
+            acc += this_round
+            medians.append(float(np.median(this_round)))
+        for r, m in zip(ratios, medians):
+            r.append(m / medians[0])
+    return [float(np.median(t) * 1e3) for t in times], ratios
+
+
+def compare_latency(names: list[str], paths: list[Path], x: np.ndarray) -> None:
+    for threads in (1, 2):
+        ms, ratios = interleaved(paths, x, threads=threads)
+        parts = [f"{n} {m:.3f} ms" for n, m in zip(names, ms)]
+        parts += [f"{n}/{names[0]} {m / ms[0]:.2f} (per-round {min(r):.2f}..{max(r):.2f})"
+                  for n, m, r in zip(names[1:], ms[1:], ratios[1:])]
+        print(f"latency batch 1, {threads} thread(s): " + ", ".join(parts))
 
 
 def main() -> int:
@@ -50,6 +63,8 @@ def main() -> int:
     p.add_argument("--model", default="zoo:mixnet")
     p.add_argument("--out", type=Path, default=Path("results/compression"))
     p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--no-int8-types", dest="int8_types", action="store_false",
+                   help="skip building and timing fp32+int8 with int8 activations (S8S8)")
     args = p.parse_args()
     t0 = time.perf_counter()
     rows = {r["variant"]: r for r in compress(args.model, args.variants.split(","), args.out,
@@ -68,14 +83,20 @@ def main() -> int:
               f"{100 * r['nonzero_params'] / r['params']:>6.1f}%{100 * r['model_bytes'] / fp['model_bytes']:>7.1f}%"
               f"{100 * r['model_zip_bytes'] / fp['model_zip_bytes']:>6.1f}%{r['max_unique_weight_values']:>8}"
               f"{100 * r['accuracy']:>7.2f}%{100 * (r['accuracy'] - fp['accuracy']):>+7.2f}")
+    x = np.load(args.out / "data.npz")["x"][:1]
+    fp32_path = args.out / "fp32" / "model.onnx"
     if rows.get("prune-ch:0.5", {}).get("status") == "ok":
-        x = np.load(args.out / "data.npz")["x"][:1]
-        a = args.out / "fp32" / "model.onnx"
-        b = args.out / rows["prune-ch:0.5"]["variant_dir"] / "model.onnx"
-        for threads in (1, 2):
-            ma, mb, ratios = interleaved(a, b, x, threads=threads)
-            print(f"latency batch 1, {threads} thread(s): fp32 {ma:.3f} ms, prune-ch:0.5 {mb:.3f} ms, ratio "
-                  f"{mb / ma:.2f} (per-round {min(ratios):.2f}..{max(ratios):.2f})")
+        compare_latency(["fp32", "prune-ch:0.5"], [fp32_path, args.out / rows["prune-ch:0.5"]["variant_dir"] /
+                                                   "model.onnx"], x)
+    if args.int8_types and rows.get("fp32+int8", {}).get("status") == "ok":
+        s8 = compress(args.model, ["fp32+int8"], args.out / "s8s8", options=BuildOptions(activation_type="int8"))[0]
+        if s8["status"] != "ok":
+            print(f"S8S8: {s8['status']} {s8['error']}")
+        else:
+            print(f"INT8 types: U8S8 accuracy {100 * rows['fp32+int8']['accuracy']:.2f}%, "
+                  f"S8S8 {100 * s8['accuracy']:.2f}%; bytes {rows['fp32+int8']['model_bytes']} vs {s8['model_bytes']}")
+            compare_latency(["fp32", "U8S8", "S8S8"], [fp32_path, args.out / s8["variant_dir"] / "model.onnx",
+                                                      args.out / "s8s8" / s8["variant_dir"] / "model.onnx"], x)
     return 0
 
 
