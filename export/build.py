@@ -32,7 +32,7 @@ from export.data import Dataset, load_dataset, write_npz
 from export.evaluate import evaluate_onnx
 from export.onnx_export import compact_names, export_onnx, parity_check
 from export.quantize import quantize_dynamic_int8, quantize_static_int8, quick_latency_ratio
-from export.train import FINETUNE_RECIPE, STRUCTURED_FINETUNE_RECIPE, TRAIN_RECIPE, Recipe, cache_dir, set_threads, train_cached
+from export.train import CLUSTER_FINETUNE_RECIPE, FINETUNE_RECIPE, STRUCTURED_FINETUNE_RECIPE, TRAIN_RECIPE, Recipe, cache_dir, set_threads, train_cached
 from export.variants import Variant, parse_variants
 from export.zoo import load_model
 from harness.errors import EdgebenchError
@@ -48,6 +48,7 @@ class BuildOptions:
     finetune: bool = True
     finetune_recipe: Recipe = FINETUNE_RECIPE
     structured_finetune_recipe: Recipe = STRUCTURED_FINETUNE_RECIPE
+    cluster_finetune_recipe: Recipe = CLUSTER_FINETUNE_RECIPE
     train_recipe: Recipe = TRAIN_RECIPE
     calibration: str = "minmax"
     activation_type: str = "uint8"
@@ -55,7 +56,7 @@ class BuildOptions:
     per_channel: bool = True
     round_to: int | None = 8
     exporter: str = "legacy"
-    cluster_init: str = "linear"
+    cluster_init: str = "kmeans++"
     l1_allocation: str = "lamp"
     compact_names: bool = True
     extra: dict = field(default_factory=dict)
@@ -107,7 +108,8 @@ def _build_float(ctx: _Context, base: Variant, progress: Progress) -> tuple[nn.M
         extra["channels"] = pruning.channel_counts(model)
     else:
         progress(f"{base}: folding BatchNorm, clustering to {base.clusters} values per layer")
-        model, steps = clustering.cluster_model(model, base.clusters, ctx.data, init=o.cluster_init, finetune=ft)
+        model, steps = clustering.cluster_model(model, base.clusters, ctx.data, init=o.cluster_init,
+                                                finetune=o.cluster_finetune_recipe if o.finetune else None)
     model.eval()
     ctx.float_models[str(base)] = (model, steps, extra)
     return ctx.float_models[str(base)]

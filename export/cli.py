@@ -45,7 +45,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="INT8 activation type (uint8 measured fastest on x86 here)")
     parser.add_argument("--round-to", type=int, default=8, help="keep channel counts a multiple of this (0 = off)")
     parser.add_argument("--exporter", choices=("legacy", "dynamo"), default="legacy")
-    parser.add_argument("--cluster-init", choices=("linear", "kmeans++"), default="linear")
+    parser.add_argument("--cluster-init", choices=("linear", "kmeans++"), default="kmeans++",
+                        help="k-means initialisation of cluster:K (kmeans++ measured better after BatchNorm folding)")
     parser.add_argument("--l1-allocation", choices=ALLOCATIONS, default="lamp",
                         help="prune-l1: how the sparsity is spread over layers: one threshold on LAMP scores "
                              "(default; never empties a layer), one threshold on |w| (global), or the same "
@@ -83,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
                            compact_names=not args.keep_names)
     if args.finetune_epochs is not None:
         options = replace(options, finetune_recipe=replace(options.finetune_recipe, epochs=args.finetune_epochs),
+                          cluster_finetune_recipe=replace(options.cluster_finetune_recipe, epochs=args.finetune_epochs),
                           structured_finetune_recipe=replace(options.structured_finetune_recipe,
                                                              epochs=args.finetune_epochs))
     rows = compress(args.model, args.variants, args.out, weights=args.weights, input_shape=args.input_shape,

@@ -17,7 +17,7 @@ from torch import nn
 
 from export.data import Dataset
 from export.prune import prunable_weights
-from export.train import FINETUNE_RECIPE, Recipe, accuracy_torch, fit
+from export.train import CLUSTER_FINETUNE_RECIPE, Recipe, accuracy_torch, fit
 from harness.errors import EdgebenchError
 
 INITS = ("linear", "kmeans++")
@@ -70,7 +70,7 @@ def fold_batchnorm(model: nn.Module) -> tuple[nn.Module, int]:
 
 # ---------------------------------------------------------------------------------------- k-means
 
-def kmeans_1d(values: np.ndarray, k: int, init: str = "linear", iters: int = 30,
+def kmeans_1d(values: np.ndarray, k: int, init: str = "kmeans++", iters: int = 30,
               seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """1-D k-means. Returns (sorted centroids float32 [<=k], label per value int32).
 
@@ -126,7 +126,7 @@ def kmeans_1d(values: np.ndarray, k: int, init: str = "linear", iters: int = 30,
 class Clusters:
     """Per-layer labels and centroids; keeps every clustered weight on a centroid during fine-tuning."""
 
-    def __init__(self, model: nn.Module, k: int, init: str = "linear") -> None:
+    def __init__(self, model: nn.Module, k: int, init: str = "kmeans++") -> None:
         self.k = k
         self.init = init
         self.layers: dict[str, tuple[nn.Module, torch.Tensor, int]] = {}
@@ -164,8 +164,8 @@ def unique_values_per_layer(model: nn.Module) -> dict[str, int]:
     return {n: int(torch.unique(m.weight.detach()).numel()) for n, m in prunable_weights(model)}
 
 
-def cluster_model(model: nn.Module, k: int, data: Dataset | None, *, init: str = "linear",
-                  finetune: Recipe | None = FINETUNE_RECIPE) -> tuple[nn.Module, list[dict]]:
+def cluster_model(model: nn.Module, k: int, data: Dataset | None, *, init: str = "kmeans++",
+                  finetune: Recipe | None = CLUSTER_FINETUNE_RECIPE) -> tuple[nn.Module, list[dict]]:
     """Fold BN, cluster every conv/linear weight to ``k`` shared values, fine-tune on centroids.
 
     Returns the (new) model and step records: BN layers folded, seconds, unique values, val accuracy.
