@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import json
 import logging
 import time
@@ -158,15 +159,13 @@ def compact_names(path: Path) -> dict:
         return {"compacted": False, "reason": "the graph has subgraphs or sparse initializers", "bytes_before": before}
     keep = {v.name for v in (*g.input, *g.output)} | {""}
     tensors: dict[str, str] = {}
+    ids = (f"t{i}" for i in itertools.count())
 
     def short(name: str) -> str:
         if name in keep:
             return name
         if name not in tensors:
-            n = len(tensors)
-            while f"t{n}" in keep:  # a graph input or output that already looks like a short id
-                n += 1
-            tensors[name] = f"t{n}"
+            tensors[name] = next(i for i in ids if i not in keep)  # a graph input may already be called t0
         return tensors[name]
 
     for t in g.initializer:
@@ -179,8 +178,8 @@ def compact_names(path: Path) -> dict:
         node.name = f"n{i}"
     for vi in g.value_info:
         vi.name = short(vi.name)
-    onnx.checker.check_model(proto)  # a name the rename missed would leave a dangling input
     save_model(proto, path)
+    onnx.checker.check_model(str(path))  # a name the rename missed leaves a dangling input (by path: > 2 GB ok)
     names = {"tensors": {v: k for k, v in tensors.items()}, "nodes": nodes}
     tmp = path.with_name(NAMES_FILE + ".tmp")
     tmp.write_text(json.dumps(names, indent=0) + "\n")

@@ -122,6 +122,22 @@ def test_compact_names_shrinks_a_qdq_file_keeps_its_outputs_and_maps_names_back(
                                   ort_session(tmp_path / "q.onnx").run(None, {"input": x})[0])
 
 
+def test_compact_names_never_reuses_a_graph_input_name(tmp_path):
+    from onnx import TensorProto, helper
+
+    vi = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 4]) for n in ("t0", "t2")]
+    nodes = [helper.make_node("Relu", ["t0"], ["a"], name="first"), helper.make_node("Neg", ["a"], ["b"]),
+             helper.make_node("Neg", ["b"], ["t2"], name="last")]
+    model = helper.make_model(helper.make_graph(nodes, "g", vi[:1], vi[1:]), opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    save_model(model, tmp_path / "m.onnx")
+    compact_names(tmp_path / "m.onnx")
+    g = onnx.load(str(tmp_path / "m.onnx")).graph
+    assert [list(n.output) for n in g.node] == [["t1"], ["t3"], ["t2"]]
+    x = np.array([[-1.0, 2.0, -3.0, 4.0]], dtype=np.float32)
+    np.testing.assert_array_equal(ort_session(tmp_path / "m.onnx").run(None, {"t0": x})[0], np.maximum(x, 0))
+
+
 def test_dynamic_int8(trained, tmp_path):
     _, d, path, _ = trained
     rec = quantize_dynamic_int8(path, tmp_path / "qd.onnx")
