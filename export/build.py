@@ -61,6 +61,13 @@ class BuildOptions:
     compact_names: bool = True
     extra: dict = field(default_factory=dict)
 
+    def finetuning(self, method: str) -> Recipe | None:
+        """The fine-tuning recipe after ``method`` (prune-l1, prune-ch, cluster), or None when it is off."""
+        if not self.finetune:
+            return None
+        return {"prune-ch": self.structured_finetune_recipe,
+                "cluster": self.cluster_finetune_recipe}.get(method, self.finetune_recipe)
+
 
 @dataclass
 class _Context:
@@ -89,7 +96,7 @@ def _build_float(ctx: _Context, base: Variant, progress: Progress) -> tuple[nn.M
     if str(base) in ctx.float_models:
         return ctx.float_models[str(base)]
     o = ctx.options
-    ft = o.finetune_recipe if o.finetune else None
+    ft = o.finetuning(base.method)
     model = copy.deepcopy(ctx.model)
     extra: dict = {}
     if base.method == "fp32":
@@ -103,13 +110,11 @@ def _build_float(ctx: _Context, base: Variant, progress: Progress) -> tuple[nn.M
     elif base.method == "prune-ch":
         progress(f"{base}: removing {base.amount:.0%} of channels in {base.iterations} step(s)")
         steps = pruning.prune_channels(model, base.amount, ctx.input_shape, ctx.data, iterations=base.iterations,
-                                       round_to=o.round_to,
-                                       finetune=o.structured_finetune_recipe if o.finetune else None)
+                                       round_to=o.round_to, finetune=ft)
         extra["channels"] = pruning.channel_counts(model)
     else:
         progress(f"{base}: folding BatchNorm, clustering to {base.clusters} values per layer")
-        model, steps = clustering.cluster_model(model, base.clusters, ctx.data, init=o.cluster_init,
-                                                finetune=o.cluster_finetune_recipe if o.finetune else None)
+        model, steps = clustering.cluster_model(model, base.clusters, ctx.data, init=o.cluster_init, finetune=ft)
     model.eval()
     ctx.float_models[str(base)] = (model, steps, extra)
     return ctx.float_models[str(base)]

@@ -209,6 +209,32 @@ def ort_session(path: Path, threads: int = 1):  # -> onnxruntime.InferenceSessio
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
+def interleaved_latency(paths: list[Path], x: np.ndarray, *, rounds: int = 15, block: int = 40, drop: int = 5,
+                        threads: int = 1) -> tuple[list[float], list[list[float]]]:
+    """Time the models in one process, alternating blocks of ``block`` calls per round (the pattern
+    DESIGN.md measured as tight and unbiased); the first ``drop`` calls of a block refill caches the other
+    models evicted and are not kept. Returns each model's median seconds over its kept calls, and per
+    round each model's median divided by the first model's. A quick figure, not a benchmark."""
+    sessions = [ort_session(p, threads) for p in paths]
+    feed = {INPUT_NAME: np.ascontiguousarray(x, dtype=np.float32)}
+    times: list[list[float]] = [[] for _ in paths]
+    ratios: list[list[float]] = [[] for _ in paths]
+    for _ in range(rounds):
+        medians = []
+        for sess, kept in zip(sessions, times):
+            this_round = []
+            for i in range(block):
+                t0 = time.perf_counter()
+                sess.run(None, feed)
+                if i >= drop:
+                    this_round.append(time.perf_counter() - t0)
+            kept += this_round
+            medians.append(float(np.median(this_round)))
+        for r, m in zip(ratios, medians):
+            r.append(m / medians[0])
+    return [float(np.median(t)) for t in times], ratios
+
+
 def parity_check(path: Path, model: nn.Module, x: np.ndarray, *, atol: float = 1e-3, rtol: float = 1e-3) -> float:
     """Max |ONNX Runtime - PyTorch| on real inputs ``x``; beyond ``atol + rtol*max|y|`` it is an error."""
     sess = ort_session(path)

@@ -184,7 +184,8 @@ def prune_channels(model: nn.Module, ratio: float, input_shape: tuple[int, ...],
     """Remove ``ratio`` of the channels of every prunable layer group (L2 group magnitude), physically.
 
     ``iterations`` > 1 follows Torch-Pruning's linear schedule (R/N, 2R/N, ... R) with fine-tuning after
-    every step, 1/N of ``finetune``'s epochs each (rounded up). The classifier's outputs are never pruned. Returns one record per step.
+    every step, 1/N of ``finetune``'s epochs each (rounded up). The classifier's outputs are never pruned.
+    Returns one record per step.
     """
     import torch_pruning as tp
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.onnx_export import INPUT_NAME, ort_session, save_model
+from export.onnx_export import INPUT_NAME, interleaved_latency, save_model
 from harness.errors import EdgebenchError
 
 CALIBRATIONS = ("minmax", "entropy", "percentile")
@@ -107,18 +107,7 @@ def quantize_dynamic_int8(src: Path, dst: Path, *, per_channel: bool = True) -> 
 
 
 def quick_latency_ratio(candidate: Path, baseline: Path, x1: np.ndarray, blocks: int = 5, per_block: int = 30) -> float:
-    """Median latency ratio candidate/baseline in one process, alternating blocks of calls (the pattern
-    DESIGN.md found tight and unbiased). A quick sanity figure for the manifest, not a benchmark."""
-    import time as _t
-
-    sess = {"c": ort_session(candidate), "b": ort_session(baseline)}
-    feed = {INPUT_NAME: np.ascontiguousarray(x1[:1], dtype=np.float32)}
-    times: dict[str, list[float]] = {"c": [], "b": []}
-    for _ in range(blocks):
-        for key in ("b", "c"):
-            for i in range(per_block):
-                t0 = _t.perf_counter()
-                sess[key].run(None, feed)
-                if i >= 3:  # the first calls of a block refill caches evicted by the other model
-                    times[key].append(_t.perf_counter() - t0)
-    return float(np.median(times["c"]) / np.median(times["b"]))
+    """Median latency ratio candidate/baseline at batch 1, from alternating blocks of calls in one process.
+    A quick sanity figure for the manifest, not a benchmark."""
+    medians, _ = interleaved_latency([baseline, candidate], x1[:1], rounds=blocks, block=per_block, drop=3)
+    return medians[1] / medians[0]

@@ -213,14 +213,13 @@ def verdict_line(variant: str, row: pd.Series, base: pd.Series | None, cmp: Any)
     if _float(row.get("model_bytes")) and _float(base.get("model_bytes")):
         parts.append(f"file {row['model_bytes'] / base['model_bytes']:.0%} of {BASELINE}'s, "
                      f"zipped {row['model_zip_bytes'] / base['model_zip_bytes']:.0%}")
+    delta = 0.0
     if _float(row.get("accuracy")) is not None and _float(base.get("accuracy")) is not None:
         delta = (row["accuracy"] - base["accuracy"]) * 100
         parts.append(f"accuracy {row['accuracy']:.2%} ({delta:+.1f} points)")
     note = ""
-    drop = (base["accuracy"] - row["accuracy"]) * 100 if _float(row.get("accuracy")) is not None and \
-        _float(base.get("accuracy")) is not None else 0.0
-    if drop > 5:
-        note += f" It loses {drop:.0f} accuracy points: too aggressive for this model."
+    if delta < -5:
+        note += f" It loses {-delta:.0f} accuracy points: too aggressive for this model."
         if variant.startswith("cluster"):
             note += (" One codebook per layer cannot follow the per-channel scales that BatchNorm folding puts "
                      "into the weights; use more clusters.")

@@ -3,8 +3,8 @@ in-process interleaved latency comparison of fp32 vs prune-ch:0.5, and of the IN
 
     python scripts/measure_compression.py [--model zoo:mixnet] [--out DIR] [--no-int8-types]
 
-Latency: the models in one process, alternated in blocks of 40 calls (first 5 of each block dropped),
-the pattern DESIGN.md measured as tight and unbiased; median per model and the per-round ratio range.
+Latency: export.onnx_export.interleaved_latency (the models in one process, alternated in blocks of 40
+calls, first 5 of each block dropped); median per model and the per-round ratio range.
 INT8 types: fp32+int8 is also built with int8 activations (S8S8) beside the default uint8 (U8S8), so
 the choice of the default can be re-checked on any machine (run this script on the board to check it there).
 """
@@ -21,37 +21,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from export.build import BuildOptions, compress  # noqa: E402
-from export.onnx_export import INPUT_NAME, ort_session  # noqa: E402
+from export.onnx_export import interleaved_latency  # noqa: E402
 
 VARIANTS = ["fp32", "prune-ch:0.5", "prune-l1:0.9", "cluster:16", "fp32+int8"]
 
 
-def interleaved(paths: list[Path], x: np.ndarray, rounds: int = 15, block: int = 40, drop: int = 5,
-                threads: int = 1) -> tuple[list[float], list[list[float]]]:
-    """Median ms per model, and per round the ratio of each model's median to the first model's."""
-    sessions = [ort_session(p, threads) for p in paths]
-    feed = {INPUT_NAME: x}
-    times: list[list[float]] = [[] for _ in paths]
-    ratios: list[list[float]] = [[] for _ in paths]
-    for _ in range(rounds):
-        medians = []
-        for sess, acc in zip(sessions, times):
-            this_round = []
-            for i in range(block):
-                t0 = time.perf_counter()
-                sess.run(None, feed)
-                if i >= drop:
-                    this_round.append(time.perf_counter() - t0)
-            acc += this_round
-            medians.append(float(np.median(this_round)))
-        for r, m in zip(ratios, medians):
-            r.append(m / medians[0])
-    return [float(np.median(t) * 1e3) for t in times], ratios
-
-
 def compare_latency(names: list[str], paths: list[Path], x: np.ndarray) -> None:
     for threads in (1, 2):
-        ms, ratios = interleaved(paths, x, threads=threads)
+        seconds, ratios = interleaved_latency(paths, x, threads=threads)
+        ms = [1e3 * t for t in seconds]
         parts = [f"{n} {m:.3f} ms" for n, m in zip(names, ms)]
         parts += [f"{n}/{names[0]} {m / ms[0]:.2f} (per-round {min(r):.2f}..{max(r):.2f})"
                   for n, m, r in zip(names[1:], ms[1:], ratios[1:])]
