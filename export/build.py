@@ -35,7 +35,7 @@ from export.quantize import quantize_dynamic_int8, quantize_static_int8, quick_l
 from export.train import CLUSTER_FINETUNE_RECIPE, FINETUNE_RECIPE, STRUCTURED_FINETUNE_RECIPE, TRAIN_RECIPE, Recipe, cache_dir, set_threads, train_cached
 from export.variants import Variant, parse_variants
 from export.zoo import load_model
-from harness.errors import EdgebenchError
+from targets.errors import EdgebenchError
 
 Progress = Callable[[str], None]
 PARITY_SAMPLES = 64

@@ -12,7 +12,7 @@ from export.build import BuildOptions, compress
 from export.prune import ALLOCATIONS
 from export.quantize import CALIBRATIONS
 from export.variants import VALID_FORMS
-from harness.errors import EdgebenchError
+from targets.errors import EdgebenchError
 
 
 def _shape(text: str) -> tuple[int, ...]:

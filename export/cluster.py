@@ -18,7 +18,7 @@ from torch import nn
 from export.data import Dataset
 from export.prune import prunable_weights
 from export.train import CLUSTER_FINETUNE_RECIPE, Recipe, accuracy_torch, fit
-from harness.errors import EdgebenchError
+from targets.errors import EdgebenchError
 
 INITS = ("linear", "kmeans++")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import EdgebenchError
+from targets.errors import EdgebenchError
 
 SPLIT_SEED = 0
 SPLIT_FRACTIONS = (0.6, 0.2, 0.2)  # train / val / test

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from export.onnx_export import ort_session
-from harness.metrics import classification_metrics, confusion_matrix
+from export.metrics import classification_metrics, confusion_matrix
 
 
 def evaluate_onnx(path: Path, x: np.ndarray, y: np.ndarray, num_classes: int, batch: int = 64) -> dict:

@@ -21,7 +21,7 @@ import onnx
 import torch
 from torch import nn
 
-from harness.errors import EdgebenchError
+from targets.errors import EdgebenchError
 
 OPSET = 17
 EXPORTERS = ("legacy", "dynamo")

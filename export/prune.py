@@ -18,7 +18,7 @@ from torch import nn
 
 from export.data import Dataset
 from export.train import FINETUNE_RECIPE, Recipe, accuracy_torch, fit, per_step, recalibrate_batchnorm
-from harness.errors import EdgebenchError
+from targets.errors import EdgebenchError
 
 Finetune = Callable[..., None]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from export.onnx_export import INPUT_NAME, interleaved_latency, save_model
-from harness.errors import EdgebenchError
+from targets.errors import EdgebenchError
 
 CALIBRATIONS = ("minmax", "entropy", "percentile")
 N_CALIBRATION = 256

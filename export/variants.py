@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from harness.errors import EdgebenchError
+from targets.errors import EdgebenchError
 
 VALID_FORMS = (
     "fp32",

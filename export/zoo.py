@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from harness.errors import EdgebenchError
+from targets.errors import EdgebenchError
 
 DEFAULT_MODEL = "zoo:resnet"  # the main job's model (at 32x32): dense convs train fast on CPU, >= 1 ms at 1 thread
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness.errors import TargetError
+from targets.errors import TargetError
 from harness.measurement import Measurement, ProcessRun, RunSpec
 from harness.modelfile import check_model
 from harness.results import ResultsWriter, SummaryRow, utc_now

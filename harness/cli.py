@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness import __version__
-from harness.errors import EdgebenchError
+from harness.options import add_measure_options, add_target_options, run_spec_from, targets_from
+from targets.errors import EdgebenchError
 
 # Subcommands that live beside the code they drive: each module has configure(parser) and run(args).
 SUBCOMMAND_MODULES = [
@@ -21,89 +22,6 @@ SUBCOMMAND_MODULES = [
 
 EXIT_MEASUREMENT_FAILED = 1
 EXIT_INTERRUPTED = 130
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
-    return value
-
-
-def _shape(text: str) -> tuple[str, tuple[int, ...]]:
-    name, sep, dims = text.partition("=")
-    try:
-        values = tuple(int(d) for d in dims.split(","))
-    except ValueError:
-        values = ()
-    if not sep or not name or not values or any(v <= 0 for v in values):
-        raise argparse.ArgumentTypeError(f"--shape {text!r}: write NAME=D0,D1,... e.g. input=1,3,224,224")
-    return name, values
-
-
-def _cores(text: str) -> tuple[int, ...]:
-    try:
-        cores: set[int] = set()
-        for part in text.split(","):
-            lo, _, hi = part.partition("-")
-            cores.update(range(int(lo), int(hi or lo) + 1))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--cpu {text!r}: write cores like 0 or 0,1 or 0-3") from None
-    return tuple(sorted(cores))
-
-
-def add_target_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--target", action="append", metavar="T",
-                   help="local (default), ssh://[user@]host[:port] or a Host alias from ~/.ssh/config; repeatable")
-    p.add_argument("--ssh-config", type=Path, metavar="FILE", help="use this ssh config file instead of ~/.ssh/config")
-    p.add_argument("--accept-new-host-key", action="store_true",
-                   help="trust a host seen for the first time (a changed key is always refused)")
-    p.add_argument("--python", metavar="PATH", help="Python interpreter to run the runner with on the target")
-
-
-def add_measure_options(p: argparse.ArgumentParser) -> None:
-    """Flags that shape a measurement (shared by bench and run)."""
-    p.add_argument("--threads", type=int, metavar="N", help="onnxruntime intra-op threads (default: its own)")
-    p.add_argument("--batch", type=int, default=1, metavar="N", help="batch size for symbolic batch axes (1)")
-    p.add_argument("--processes", type=int, default=5, metavar="N",
-                   help="fresh runner processes per model and target (5): the process is the unit of noise")
-    p.add_argument("--min-time", type=_positive_float, default=1.0, metavar="S", help="timed seconds per process (1)")
-    p.add_argument("--max-time", type=_positive_float, default=30.0, metavar="S", help="cap per process (30)")
-    p.add_argument("--min-iterations", type=int, default=20, metavar="N", help="timed calls per process, at least")
-    p.add_argument("--max-iterations", type=int, default=10_000, metavar="N",
-                   help="timed calls per process, at most (10000)")
-    p.add_argument("--timeout", type=_positive_float, default=120.0, metavar="S",
-                   help="stop a runner process after this long (120)")
-    p.add_argument("--shape", type=_shape, action="append", default=[], metavar="NAME=D0,D1,...",
-                   help="size of an input with symbolic dimensions; repeatable")
-    p.add_argument("--cpu", type=_cores, default=(), metavar="CORES", help="pin runner processes to cores, e.g. 1 or 0-1")
-    p.add_argument("--seed", type=int, default=0, help="random inputs and schedule order")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress lines (for CI logs)")
-
-
-def run_spec_from(args: argparse.Namespace, data: Path | None = None):
-    from harness.measurement import RunSpec
-
-    return RunSpec(
-        batch_size=args.batch, threads=args.threads, processes=args.processes, min_time_s=args.min_time,
-        max_time_s=max(args.max_time, args.min_time), min_iterations=args.min_iterations,
-        max_iterations=max(args.max_iterations, args.min_iterations), timeout_s=args.timeout,
-        shapes=tuple(args.shape), cpu_affinity=tuple(args.cpu), data=data, seed=args.seed,
-    )
-
-
-def targets_from(args: argparse.Namespace) -> list:
-    from targets.factory import make_target
-
-    names = args.target or ["local"]
-    dupes = {n for n in names if names.count(n) > 1}
-    if dupes:
-        raise EdgebenchError(f"--target {sorted(dupes)[0]} is given twice; name each target once")
-    return [make_target(n, ssh_config=args.ssh_config, accept_new_host_key=args.accept_new_host_key,
-                        python=args.python) for n in names]
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

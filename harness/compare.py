@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from harness.compare_stats import DEFAULT_THRESHOLD, Comparison, compare_samples
-from harness.errors import EdgebenchError
+from targets.errors import EdgebenchError
 from harness.paired import PairedOptions, Progress, flat, measure_paired
 from harness.results import SAMPLES_CSV, SCHEMA_VERSION, atomic_write_text, new_run_id, read_csv_rows
 
@@ -183,27 +183,27 @@ def format_comparisons(rows: Sequence[ComparisonRow]) -> list[str]:
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    from harness.cli import _positive_float, _shape, add_target_options
+    from harness.options import add_target_options, positive_float, shape_arg
 
     p.add_argument("inputs", nargs="+", type=Path, metavar="MODEL",
                    help="A B [C ...]: ONNX files or artifact folders (measured interleaved), or two result folders")
     p.add_argument("--baseline", metavar="A", help="which input is the baseline (default: the first)")
     p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default results/compare-<run-id>)")
-    p.add_argument("--threshold", type=_positive_float, default=DEFAULT_THRESHOLD, metavar="F",
+    p.add_argument("--threshold", type=positive_float, default=DEFAULT_THRESHOLD, metavar="F",
                    help="'same' when the ratio's confidence interval lies within +-F (default 0.02 = 2%%)")
-    p.add_argument("--max-time", type=_positive_float, default=60.0, metavar="S",
+    p.add_argument("--max-time", type=positive_float, default=60.0, metavar="S",
                    help="stop adding rounds after this many seconds (60)")
     p.add_argument("--min-rounds", type=int, default=9, metavar="N",
                    help="rounds (fresh processes) before the first verdict (9)")
     p.add_argument("--block-size", type=int, default=40, metavar="N", help="calls per block of one model (40)")
     p.add_argument("--drop", type=int, default=5, metavar="N", help="first calls of each block not counted (5)")
-    p.add_argument("--round-time", type=_positive_float, default=0.5, metavar="S",
+    p.add_argument("--round-time", type=positive_float, default=0.5, metavar="S",
                    help="timed seconds per round, at least (0.5); blocks are added until it has passed")
     p.add_argument("--threads", type=int, metavar="N", help="onnxruntime intra-op threads (default: its own)")
-    p.add_argument("--shape", type=_shape, action="append", default=[], metavar="NAME=D0,D1,...",
+    p.add_argument("--shape", type=shape_arg, action="append", default=[], metavar="NAME=D0,D1,...",
                    help="size of an input with symbolic dimensions; repeatable")
     p.add_argument("--seed", type=int, default=0, help="random inputs and round order")
-    p.add_argument("--timeout", type=_positive_float, default=120.0, metavar="S",
+    p.add_argument("--timeout", type=positive_float, default=120.0, metavar="S",
                    help="stop one runner process after this long (120)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
     add_target_options(p)
@@ -252,7 +252,7 @@ def _run_stored(inputs: list[Path], stored: list[bool], args: argparse.Namespace
 
 def _run_paired(inputs: list[Path], args: argparse.Namespace, out: Path, progress: Progress) -> list[ComparisonRow]:
     from harness.bench import load_items
-    from harness.cli import targets_from
+    from harness.options import targets_from
 
     items = load_items(inputs)
     for item in items:

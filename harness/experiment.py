@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import EdgebenchError
+from targets.errors import EdgebenchError
 from harness.measurement import RunSpec
 
 DEFAULT_TOML = """\

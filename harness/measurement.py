@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import EdgebenchError
-from harness.metrics import classification_metrics
+from targets.errors import EdgebenchError
+from export.metrics import classification_metrics
 from harness.stats import Summary, summarize
 from targets.telemetry import measurement_throttled
 

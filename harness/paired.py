@@ -19,7 +19,7 @@ import numpy as np
 
 from harness.compare_stats import DEFAULT_THRESHOLD, Comparison, SequentialRule, compare_rounds
 from harness.bench import PERMANENT_FAILURES
-from harness.errors import EdgebenchError
+from targets.errors import EdgebenchError
 
 _MAX_FAILED_ROUNDS = 3
 

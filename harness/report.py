@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from harness.console import format_number
-from harness.errors import EdgebenchError
+from targets.errors import EdgebenchError
 from harness.results import SAMPLES_CSV, SUMMARY_CSV, atomic_write_text, read_csv_rows
 
 REPORT_MD = "report.md"

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from harness.errors import EdgebenchError
+from targets.errors import EdgebenchError
 from harness.measurement import Measurement
 
 SCHEMA_VERSION = 1

@@ -15,9 +15,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.bench import BenchItem, load_item, measure
-from harness.cli import add_target_options, targets_from
+from harness.options import add_target_options, targets_from
 from harness.console import Progress, format_summary
-from harness.errors import TargetError
+from targets.errors import TargetError
 from harness.experiment import DEFAULT_TOML, Experiment, load_experiment
 from harness.report import write_report
 from harness.results import ResultsWriter, new_run_id, read_csv_rows

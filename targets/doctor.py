@@ -11,7 +11,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from harness.errors import TargetError
+from targets.errors import TargetError
 from targets.base import Target
 from targets.ssh import MIN_PYTHON, REMOTE_CACHE, SshError, SshTarget
 

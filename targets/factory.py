@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.errors import EdgebenchError
+from targets.errors import EdgebenchError
 from targets.base import Target
 from targets.local import LocalTarget
 

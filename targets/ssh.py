@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from harness.errors import TargetError
+from targets.errors import TargetError
 from targets.base import RUNNER_PATH, Target, failure, parse_runner_output
 from targets.ssh_files import Bundle, bundle_for
 

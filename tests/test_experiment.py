@@ -6,7 +6,7 @@ import tomllib
 
 import pytest
 
-from harness.errors import EdgebenchError
+from targets.errors import EdgebenchError
 from harness.experiment import DEFAULT_TOML, load_experiment
 
 

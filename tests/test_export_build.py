@@ -10,7 +10,7 @@ from export import build, cli
 from export import manifest as mf
 from export.build import BuildOptions, compress
 from export.train import Recipe
-from harness.errors import EdgebenchError
+from targets.errors import EdgebenchError
 
 FAST = BuildOptions(train_recipe=Recipe(epochs=2), finetune_recipe=Recipe(epochs=1, lr=1e-3),
                     structured_finetune_recipe=Recipe(epochs=1, lr=1e-3))

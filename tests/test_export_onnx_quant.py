@@ -22,7 +22,7 @@ from export.onnx_export import (
 from export.quantize import quantize_dynamic_int8, quantize_static_int8
 from export.train import Recipe, fit
 from export.zoo import DigitsCNN
-from harness.errors import EdgebenchError
+from targets.errors import EdgebenchError
 
 
 @pytest.fixture(scope="module")

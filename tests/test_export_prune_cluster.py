@@ -15,7 +15,7 @@ from export.data import load_dataset
 from export.onnx_export import export_onnx, ort_session
 from export.train import Recipe, per_step
 from export.zoo import DigitsCNN, MixNet
-from harness.errors import EdgebenchError
+from targets.errors import EdgebenchError
 
 TINY_FT = Recipe(epochs=1, lr=1e-3)
 

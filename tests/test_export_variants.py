@@ -3,7 +3,7 @@
 import pytest
 
 from export.variants import Variant, parse_variant, parse_variants
-from harness.errors import EdgebenchError
+from targets.errors import EdgebenchError
 
 
 @pytest.mark.parametrize("text", [

@@ -6,7 +6,7 @@ import torch
 
 from export import data as datamod
 from export.zoo import ZOO, load_model
-from harness.errors import EdgebenchError
+from targets.errors import EdgebenchError
 
 
 @pytest.mark.parametrize("name", sorted(ZOO))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from harness.metrics import classification_metrics, confusion_matrix
+from export.metrics import classification_metrics, confusion_matrix
 
 
 def test_metrics_match_sklearn_on_random_predictions():

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from harness.errors import EdgebenchError
+from targets.errors import EdgebenchError
 from harness.measurement import Measurement, ProcessRun, RunSpec
 from harness.report import describe_variant, pareto_front, write_report
 from harness.results import ResultsWriter

@@ -11,7 +11,7 @@ import pandas as pd
 import pyperf
 import pytest
 
-from harness.errors import EdgebenchError
+from targets.errors import EdgebenchError
 from harness.measurement import Measurement, ProcessRun, RunSpec
 from harness.results import (SAMPLE_COLUMNS, SUMMARY_COLUMNS, ResultsWriter, append_csv, read_csv_rows,
                              summary_row)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import TargetError
+from targets.errors import TargetError
 from targets.ssh import SshError, SshTarget
 from tests.sshd import free_port, processes_of, scratch_dirs, session_pids, wait_for
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import TargetError
+from targets.errors import TargetError
 from targets.doctor import Check, doctor, format_checks, provision
 from targets.local import LocalTarget
 from targets.ssh import SshTarget, parse_target_spec
