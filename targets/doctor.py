@@ -13,6 +13,7 @@ from typing import Any
 
 from targets.errors import TargetError
 from targets.base import Target
+from targets.cpu import int8_kernels
 from targets.ssh import MIN_PYTHON, REMOTE_CACHE, SshError, SshTarget
 
 PROVISION_PACKAGES = ("numpy", "onnxruntime")
@@ -83,6 +84,7 @@ def doctor(target: Target, timeout: float = 60.0) -> list[Check]:
     arch = m.get("arch") or "unknown"
     checks.append(Check("arch", bool(m.get("arch")), f"{arch}, {m.get('cpu_model')}, {m.get('cores')} cores, "
                                                     f"{m.get('ram_mb')} MB RAM, {m.get('os')}"))  # fmt: skip
+    checks.append(Check("cpu features", m.get("cpu_features") is not None, int8_kernels(m), required=False))
     tel = doc.get("telemetry_start") or {}
     temp = tel.get("temp_c")
     checks.append(Check("temperature", temp is not None,

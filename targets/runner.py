@@ -8,8 +8,9 @@ and runs on Python >= 3.9, so a local and a remote number come from the same cod
 Usage:  python3 runner.py SPEC.json      (or `-` to read the spec from stdin)
 
 The spec (JSON object; every key optional except where noted):
-  mode            "bench" (default), "paired" or "probe" (machine facts only; needs no model, no numpy)
-  files           {key: path}; "model" (bench) or the keys named by "models" (paired); "data" for .npz
+  mode            "bench" (default), "paired", "evaluate" (accuracy of each of "models" on files.data)
+                  or "probe" (machine facts only; needs no model, no numpy)
+  files           {key: path}; "model" (bench) or the keys named by "models" (paired, evaluate); "data" for .npz
   batch           batch size for symbolic first axes (default 1)
   shapes          {input_name: [d0, d1, ...]} overrides for inputs with symbolic dimensions
   inputs          {"source": "random" | "data", "seed": 0}
@@ -92,6 +93,13 @@ def _command(args, timeout=3.0):
 
 
 def _cpu_model():
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        try:
+            brand = _x86_brand()
+            if brand:
+                return brand
+        except (OSError, ValueError, AttributeError, TypeError):
+            pass
     text = _read("/proc/cpuinfo") or ""
     fields = {}
     for line in text.splitlines():
@@ -123,6 +131,123 @@ def _cores():
         return len(os.sched_getaffinity(0))
     except AttributeError:
         return os.cpu_count()
+
+
+# The instruction-set features that decide onnxruntime's integer (INT8) kernels: on x86 without
+# VNNI the U8S8 kernels multiply in 16 bits and can saturate; ARM's dot-product (asimddp) and i8mm
+# kernels are others again. Names follow Linux's /proc/cpuinfo.
+_X86_FEATURES = (  # (name, cpuid leaf, subleaf, register index eax=0 ebx=1 ecx=2 edx=3, bit)
+    ("fma", 1, 0, 2, 12),
+    ("avx", 1, 0, 2, 28),
+    ("avx2", 7, 0, 1, 5),
+    ("avx512f", 7, 0, 1, 16),
+    ("avx512bw", 7, 0, 1, 30),
+    ("avx512vl", 7, 0, 1, 31),
+    ("avx512_vnni", 7, 0, 2, 11),
+    ("amx_bf16", 7, 0, 3, 22),
+    ("amx_tile", 7, 0, 3, 24),
+    ("amx_int8", 7, 0, 3, 25),
+    ("avx_vnni", 7, 1, 0, 4),
+    ("avx512_bf16", 7, 1, 0, 5),
+)
+# XCR0 state bits the OS must enable before a feature family may be used (as onnxruntime checks)
+_XCR0_NEEDS = {"avx": 0x6, "fma": 0x6, "avx2": 0x6, "avx_vnni": 0x6, "avx512": 0xE6, "amx": 0x60000}
+_ARM_HWCAP = {"asimd": 1, "fphp": 9, "asimdhp": 10, "asimddp": 20, "sve": 22}  # AT_HWCAP bits
+_ARM_HWCAP2 = {"sve2": 1, "i8mm": 13, "bf16": 14}  # AT_HWCAP2 bits
+
+
+def _x86_cpuid():
+    """cpuid(leaf, subleaf) and xgetbv() through a few bytes of machine code (x86-64 System V ABI).
+
+    cpuid, not /proc/cpuinfo: under an emulator (QEMU's -cpu Haswell) the kernel's cpuinfo describes
+    the host, while cpuid answers what the program, and onnxruntime, will see."""
+    import ctypes
+    import mmap
+
+    code = bytes([
+        0x53, 0x89, 0xF8, 0x89, 0xF1, 0x49, 0x89, 0xD0,  # push rbx; mov eax,edi; mov ecx,esi; mov r8,rdx
+        0x0F, 0xA2,  # cpuid
+        0x41, 0x89, 0x00, 0x41, 0x89, 0x58, 0x04, 0x41, 0x89, 0x48, 0x08, 0x41, 0x89, 0x50, 0x0C,  # store eax..edx
+        0x5B, 0xC3,  # pop rbx; ret
+        0x89, 0xF9, 0x0F, 0x01, 0xD0, 0x48, 0xC1, 0xE2, 0x20, 0x48, 0x09, 0xD0, 0xC3,  # xgetbv(edi) -> rax
+    ])
+    page = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    page.write(code)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(page))
+    raw = ctypes.CFUNCTYPE(None, ctypes.c_uint32, ctypes.c_uint32, ctypes.POINTER(ctypes.c_uint32))(base)
+    xgetbv = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_uint32)(base + 27)
+
+    def cpuid(leaf, subleaf=0):
+        out = (ctypes.c_uint32 * 4)()
+        raw(leaf, subleaf, out)
+        return tuple(out)
+
+    return cpuid, xgetbv, page  # the page must outlive the calls
+
+
+def _x86_brand():
+    """The CPU's own name from cpuid (an emulated CPU names itself; /proc/cpuinfo names the host)."""
+    import struct
+
+    cpuid, _, _page = _x86_cpuid()
+    if cpuid(0x80000000)[0] < 0x80000004:
+        return None
+    raw = b"".join(struct.pack("<4I", *cpuid(leaf)) for leaf in (0x80000002, 0x80000003, 0x80000004))
+    return raw.split(b"\0", 1)[0].decode("ascii", "replace").strip() or None
+
+
+def _x86_features():
+    cpuid, xgetbv, _page = _x86_cpuid()
+    max_leaf = cpuid(0)[0]
+    max_sub7 = cpuid(7, 0)[0] if max_leaf >= 7 else 0
+    osxsave = bool(cpuid(1)[2] >> 27 & 1)
+    xcr0 = xgetbv(0) if osxsave else 0
+    found = []
+    for name, leaf, sub, reg, bit in _X86_FEATURES:
+        if leaf > max_leaf or (leaf == 7 and sub > max_sub7):
+            continue
+        if not cpuid(leaf, sub)[reg] >> bit & 1:
+            continue
+        family = "avx512" if name.startswith("avx512") else "amx" if name.startswith("amx") else name
+        need = _XCR0_NEEDS.get(family, 0)
+        if xcr0 & need == need:
+            found.append(name)
+    return found
+
+
+def _arm_features():
+    import ctypes
+
+    getauxval = ctypes.CDLL(None).getauxval
+    getauxval.restype = ctypes.c_ulong
+    getauxval.argtypes = [ctypes.c_ulong]
+    hwcap, hwcap2 = getauxval(16), getauxval(26)  # AT_HWCAP, AT_HWCAP2
+    found = [n for n, bit in _ARM_HWCAP.items() if hwcap >> bit & 1]
+    return found + [n for n, bit in _ARM_HWCAP2.items() if hwcap2 >> bit & 1]
+
+
+def _cpuinfo_features():
+    wanted = set(n for n, *_ in _X86_FEATURES) | set(_ARM_HWCAP) | set(_ARM_HWCAP2)
+    for line in (_read("/proc/cpuinfo") or "").splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() in ("flags", "features"):
+            return [f for f in value.split() if f in wanted]
+    return None
+
+
+def cpu_features():
+    """(features, source): the integer-kernel features of the CPU this process runs on, and how they
+    were read: cpuid / hwcap (what the process itself sees) or /proc/cpuinfo (the kernel's view)."""
+    machine = platform.machine().lower()
+    try:
+        if machine in ("x86_64", "amd64"):
+            return sorted(_x86_features()), "cpuid"
+        if machine in ("aarch64", "arm64") and sys.platform.startswith("linux"):
+            return sorted(_arm_features()), "hwcap"
+    except (OSError, ValueError, AttributeError, TypeError):
+        pass  # W^X policies can refuse an executable page: fall back to the kernel's view
+    found = _cpuinfo_features()
+    return (sorted(found), "/proc/cpuinfo") if found is not None else (None, None)
 
 
 def temperature_c():
@@ -196,6 +321,7 @@ def machine_info():
         "providers": None,
         "psutil": None,
     }
+    info["cpu_features"], info["cpu_features_source"] = cpu_features()
     fmax = _read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
     if fmax and fmax.isdigit():
         info["cpu_max_freq_mhz"] = int(fmax) / 1000.0
@@ -507,6 +633,15 @@ def evaluate(session, spec, chunk=64):
     return {"n": int(len(labels)), "confusion": cm.tolist()}
 
 
+def evaluate_models(spec):
+    """Accuracy of several models on files.data in this one process (the INT8 forms a build chooses from)."""
+    _need_runtime()
+    keys = list(spec.get("models") or [])
+    if not keys:
+        raise RunnerError("bad_spec", "evaluate mode needs the keys of the models to evaluate")
+    return {"mode": "evaluate", "accuracy": {key: evaluate(open_session(_file(spec, key), spec), spec) for key in keys}}
+
+
 def _paired_sessions(spec, keys):
     """Open every model of a paired run; --shape overrides apply to the models that have that input."""
     overrides = dict(spec.get("shapes") or {})
@@ -610,8 +745,10 @@ def main(argv):
             doc.update(bench(spec))
         elif mode == "paired":
             doc.update(paired(spec))
+        elif mode == "evaluate":
+            doc.update(evaluate_models(spec))
         elif mode != "probe":
-            raise RunnerError("bad_spec", "unknown mode %r (bench, paired, probe)" % mode)
+            raise RunnerError("bad_spec", "unknown mode %r (bench, paired, evaluate, probe)" % mode)
         doc["telemetry_end"] = telemetry()
     except RunnerError as exc:
         doc["status"], doc["error"] = exc.status, str(exc)

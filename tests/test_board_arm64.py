@@ -38,6 +38,8 @@ def test_probe_says_aarch64_with_pi_telemetry(board_target: SshTarget) -> None:
     assert m["onnxruntime"] and m["numpy"]
     assert m["python_executable"].endswith("/.cache/edgebench/venv/bin/python")  # the provisioned venv
     assert m["cpu_model"] == "BCM2835"  # the Pi 4 cpuinfo onnxruntime needs under QEMU
+    # the features come from the process's hwcap (what QEMU's CPU offers), not the faked cpuinfo
+    assert m["cpu_features_source"] == "hwcap" and "asimd" in m["cpu_features"]
     assert m["governor"] == "ondemand"
     tel = doc["telemetry_start"]
     assert tel["temp_c"] == pytest.approx(48.3)
@@ -101,5 +103,6 @@ def test_doctor_on_the_board(board_target: SshTarget) -> None:
     checks = {c.name: c for c in doctor(board_target, timeout=120)}
     assert all(c.ok for c in checks.values() if c.required), format_checks(list(checks.values()))
     assert "aarch64" in checks["arch"].detail
+    assert checks["cpu features"].ok and "asimd" in checks["cpu features"].detail
     assert checks["temperature"].ok and checks["throttle flags"].ok
     assert not checks["cpu governor"].ok and "performance" in checks["cpu governor"].fix
