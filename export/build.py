@@ -26,15 +26,17 @@ import torch
 from torch import nn
 
 from export import cluster as clustering
+from export import int8
 from export import manifest as mf
 from export import prune as pruning
-from export.data import Dataset, load_dataset, write_npz
+from export.data import Dataset, data_fingerprint, load_dataset, write_npz
 from export.evaluate import evaluate_onnx
 from export.onnx_export import compact_names, export_onnx, parity_check
-from export.quantize import quantize_dynamic_int8, quantize_static_int8, quick_latency_ratio
+from export.quantize import quantize_dynamic_int8, quick_latency_ratio
 from export.train import CLUSTER_FINETUNE_RECIPE, FINETUNE_RECIPE, STRUCTURED_FINETUNE_RECIPE, TRAIN_RECIPE, Recipe, cache_dir, set_threads, train_cached
 from export.variants import Variant, parse_variants
 from export.zoo import load_model
+from targets.cpu import features_text
 from targets.errors import EdgebenchError
 
 Progress = Callable[[str], None]
@@ -51,8 +53,9 @@ class BuildOptions:
     cluster_finetune_recipe: Recipe = CLUSTER_FINETUNE_RECIPE
     train_recipe: Recipe = TRAIN_RECIPE
     calibration: str = "minmax"
-    activation_type: str = "uint8"
-    weight_type: str = "int8"
+    int8_form: str = int8.AUTO  # the form of a plain `+int8` (`+int8:FORM` pins one per variant)
+    int8_tolerance: float = int8.DEFAULT_TOLERANCE  # accuracy points an INT8 form may lose and still ship
+    int8_select_on: str = "build"  # where INT8 forms are measured: the build machine or a target's name
     per_channel: bool = True
     round_to: int | None = 8
     exporter: str = "legacy"
@@ -77,7 +80,16 @@ class _Context:
     data: Dataset
     weights_record: dict
     options: BuildOptions
+    evaluator: int8.Evaluator = field(default_factory=int8.BuildMachine)
     float_models: dict[str, tuple[nn.Module, list[dict], dict]] = field(default_factory=dict)
+    _machine: dict | None = None
+
+    @property
+    def int8_machine(self) -> dict:
+        """Facts of the machine that measures the INT8 forms (asked once)."""
+        if self._machine is None:
+            self._machine = self.evaluator.machine()
+        return self._machine
 
 
 def _inputs_hash(ctx: _Context, variant: Variant) -> str:
@@ -88,6 +100,8 @@ def _inputs_hash(ctx: _Context, variant: Variant) -> str:
         "variant": str(variant), "options": asdict(ctx.options), "torch": torch.__version__,
         "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
     }
+    if variant.quant == "int8":  # the chosen form depends on the CPU that measured the forms
+        key["int8_machine"] = {k: ctx.int8_machine.get(k) for k in ("arch", "cpu_features", "onnxruntime")}
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -136,11 +150,18 @@ def _build_variant(ctx: _Context, variant: Variant, vdir: Path, progress: Progre
         timings["export_seconds"] = round(time.perf_counter() - t0, 3)
         record["parity_max_abs_diff"] = parity_check(float_path, model, x_par)
         if variant.quant == "int8":
-            progress(f"{variant}: static INT8 (QDQ, per-channel, {ctx.options.calibration})")
-            record["quantization"] = quantize_static_int8(
-                float_path, out, ctx.data.x_train, calibration=ctx.options.calibration,
-                per_channel=ctx.options.per_channel, activation_type=ctx.options.activation_type,
-                weight_type=ctx.options.weight_type)
+            form = variant.int8_form or ctx.options.int8_form
+            progress(f"{variant}: static INT8 (QDQ, per-channel, {ctx.options.calibration}), "
+                     + ("measuring every form" if form == int8.AUTO else f"form {form}")
+                     + f" on {ctx.evaluator.where}")
+            record["quantization"] = int8.build_static(
+                float_path, out, ctx.data.x_train, ctx.data.x_val, ctx.data.y_val, form=form,
+                tolerance=ctx.options.int8_tolerance, calibration=ctx.options.calibration,
+                per_channel=ctx.options.per_channel, evaluator=ctx.evaluator)
+            warning = int8.build_warning(record["quantization"]["selection"])
+            if warning:
+                extra["int8_warning"] = warning
+                progress(f"{variant}: warning: {warning}")
         elif variant.quant == "int8dyn":
             progress(f"{variant}: dynamic INT8")
             record["quantization"] = quantize_dynamic_int8(float_path, out, per_channel=ctx.options.per_channel)
@@ -175,11 +196,22 @@ def _build_variant(ctx: _Context, variant: Variant, vdir: Path, progress: Progre
         "max_unique_weight_values": stats["max_unique_weight_values"],
         "peak_activation_bytes": stats["peak_activation_bytes"],
         "peak_activation_method": "static: live tensors over the topologically sorted graph at batch 1, no reuse",
-        "quantized_ops": stats["quantized_ops"], "steps": steps, **extra,
+        "quantized_ops": stats["quantized_ops"], "steps": steps, **_int8_facts(record, ctx), **extra,
         **{k: metrics[k] for k in ("accuracy", "precision_macro", "recall_macro", "f1_macro", "gmean")},
         "confusion_matrix": metrics["confusion_matrix"], "n_test_samples": metrics["n_test_samples"],
         "accuracy_source": "onnxruntime on model.onnx, test split", "timings": timings,
     }
+
+
+def _int8_facts(record: dict, ctx: _Context) -> dict:
+    """Scalars a target needs to check a static INT8 file's accuracy against the build's (bench reads
+    a manifest's scalar fields only)."""
+    q = record.get("quantization") or {}
+    if "selection" not in q:
+        return {}
+    machine = q["selection"]["machine"]
+    return {"int8_form": q["form"], "int8_tolerance_points": ctx.options.int8_tolerance,
+            "int8_chosen_on": q["selection"]["where"], "int8_cpu_features": features_text(machine.get("cpu_features"))}
 
 
 def _torch_vs_onnx(path: Path, model: nn.Module, x: np.ndarray) -> float:
@@ -262,19 +294,28 @@ def prepare(model: str, *, weights: Path | None = None, input_shape: tuple[int, 
 
 def compress(model: str, variants: list[str], out_dir: Path, *, weights: Path | None = None,
              input_shape: tuple[int, ...] | None = None, data: Path | None = None,
-             progress: Progress | None = None, options: BuildOptions | None = None) -> list[dict]:
+             progress: Progress | None = None, options: BuildOptions | None = None,
+             int8_evaluator: int8.Evaluator | None = None) -> list[dict]:
     """Build ``out_dir/<variant>/model.onnx`` + ``manifest.json`` per variant and ``out_dir/artifacts.csv``.
 
     Returns one manifest dict per variant, in the order given; failed variants have ``status`` != "ok"
-    and an ``error`` message, and do not stop the others.
+    and an ``error`` message, and do not stop the others. ``int8_evaluator`` measures the INT8 forms
+    (default: this machine, in this process).
     """
     progress = progress or (lambda s: None)
     options = options or BuildOptions()
     parsed = parse_variants(variants)  # bad specs fail before any training
     out_dir = Path(out_dir)
     ctx = prepare(model, weights=weights, input_shape=input_shape, data=data, options=options, progress=progress)
+    if int8_evaluator is not None:
+        ctx.evaluator = int8_evaluator
     out_dir.mkdir(parents=True, exist_ok=True)
     data_file = write_npz(out_dir / "data.npz", ctx.data.x_test, ctx.data.y_test)
+    machine = int8.build_machine()
+    build_facts = {"build_machine": machine, "build_arch": machine.get("arch"), "build_cpu_model": machine.get("cpu_model"),
+                   "build_cpu_features": features_text(machine.get("cpu_features")),
+                   "build_onnxruntime": machine.get("onnxruntime"),
+                   "test_data_fingerprint": data_fingerprint(ctx.data.x_test, ctx.data.y_test)}
     results: list[dict] = []
     for v in parsed:
         vdir = out_dir / v.dir_name
@@ -297,7 +338,8 @@ def compress(model: str, variants: list[str], out_dir: Path, *, weights: Path | 
             "input_shape": list(ctx.input_shape), "weights": ctx.weights_record, "data": ctx.data.source,
             "data_file": str(data_file), "num_classes": ctx.data.num_classes, "inputs_hash": inputs_hash,
             "recipe": {"method": v.method, "amount": v.amount, "clusters": v.clusters, "iterations": v.iterations,
-                       "quant": v.quant, "options": asdict(options)},
+                       "quant": v.quant, "int8_form": v.int8_form, "options": asdict(options)},
+            **build_facts,
         }
         try:
             built = _build_variant(ctx, v, vdir, progress)

@@ -8,11 +8,13 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from export import int8
 from export.build import BuildOptions, compress
 from export.prune import ALLOCATIONS
 from export.quantize import CALIBRATIONS
 from export.variants import VALID_FORMS
 from targets.errors import EdgebenchError
+from targets.factory import add_connection_options, target_from_args
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -41,8 +43,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--finetune-epochs", type=int, default=None,
                         help="fine-tuning epochs after prune/cluster (@iter=N splits them over its N steps)")
     parser.add_argument("--calibration", choices=CALIBRATIONS, default="minmax", help="INT8 calibration method")
-    parser.add_argument("--activation-type", choices=("uint8", "int8"), default="uint8",
-                        help="INT8 activation type (uint8 measured fastest on x86 here)")
+    parser.add_argument("--int8-form", choices=(int8.AUTO, *int8.FORMS), default=None,
+                        help="the form of a plain +int8: auto (default) measures every form and ships the fastest "
+                             "within --int8-tolerance of the float model; " + "; ".join(
+                                 f"{f.name}: {f.about}" for f in int8.FORMS.values()))
+    parser.add_argument("--activation-type", choices=("uint8", "int8"), default=None,
+                        help="older spelling: uint8 = --int8-form u8s8, int8 = --int8-form s8s8")
+    parser.add_argument("--int8-tolerance", type=float, default=int8.DEFAULT_TOLERANCE, metavar="POINTS",
+                        help="accuracy points (validation split) an INT8 form may lose against its float model "
+                             "and still ship (1)")
+    parser.add_argument("--int8-select-on", metavar="T", default="build",
+                        help="where the INT8 forms' accuracy and speed are measured: build (this machine, "
+                             "default) or a target (local, ssh://[user@]host[:port], a Host alias) - the CPU the "
+                             "file is for")
+    add_connection_options(parser)
     parser.add_argument("--round-to", type=int, default=8, help="keep channel counts a multiple of this (0 = off)")
     parser.add_argument("--exporter", choices=("legacy", "dynamo"), default="legacy")
     parser.add_argument("--cluster-init", choices=("linear", "kmeans++"), default="kmeans++",
@@ -60,17 +74,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def format_table(rows: list[dict]) -> list[str]:
     """Compact result table lines (pure: printing happens in run())."""
-    head = ("variant", "status", "params", "nonzero", "bytes", "zip bytes", "accuracy")
+    head = ("variant", "status", "params", "nonzero", "bytes", "zip bytes", "accuracy", "int8 form")
     body = []
     for r in rows:
         acc = r.get("accuracy")
         body.append((r["variant"], r["status"] + (" (reused)" if r.get("reused") else ""),
                      str(r.get("params") or ""), str(r.get("nonzero_params") or ""), str(r.get("model_bytes") or ""),
-                     str(r.get("model_zip_bytes") or ""), f"{acc:.4f}" if acc is not None else ""))
+                     str(r.get("model_zip_bytes") or ""), f"{acc:.4f}" if acc is not None else "",
+                     str(r.get("int8_form") or "")))
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths)) for b in body]
     lines += [f"  {r['variant']}: {r['error']}" for r in rows if r["status"] != "ok"]
+    lines += [f"  {r['variant']}: warning: {r['int8_warning']}" for r in rows if r.get("int8_warning")]
     return lines
 
 
@@ -78,8 +94,12 @@ def run(args: argparse.Namespace) -> int:
     """Build the artifacts; 0 if every variant is ok, else 1."""
     if args.round_to is not None and args.round_to < 0:
         raise EdgebenchError("--round-to must be 0 (off) or a positive channel multiple such as 8")
-    options = BuildOptions(finetune=not args.no_finetune, calibration=args.calibration,
-                           activation_type=args.activation_type, round_to=args.round_to or None,
+    if args.int8_tolerance < 0:
+        raise EdgebenchError("--int8-tolerance must be 0 or more accuracy points, e.g. 1")
+    form = args.int8_form or {"uint8": "u8s8", "int8": "s8s8", None: int8.AUTO}[args.activation_type]
+    options = BuildOptions(finetune=not args.no_finetune, calibration=args.calibration, int8_form=form,
+                           int8_tolerance=args.int8_tolerance, int8_select_on=args.int8_select_on,
+                           round_to=args.round_to or None,
                            exporter=args.exporter, cluster_init=args.cluster_init, l1_allocation=args.l1_allocation,
                            compact_names=not args.keep_names)
     if args.finetune_epochs is not None:
@@ -87,8 +107,15 @@ def run(args: argparse.Namespace) -> int:
                           cluster_finetune_recipe=replace(options.cluster_finetune_recipe, epochs=args.finetune_epochs),
                           structured_finetune_recipe=replace(options.structured_finetune_recipe,
                                                              epochs=args.finetune_epochs))
-    rows = compress(args.model, args.variants, args.out, weights=args.weights, input_shape=args.input_shape,
-                    data=args.data, progress=lambda s: print(s, file=sys.stderr, flush=True), options=options)
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    build = dict(weights=args.weights, input_shape=args.input_shape, data=args.data, progress=progress, options=options)
+    if args.int8_select_on == "build":
+        rows = compress(args.model, args.variants, args.out, **build)
+    else:
+        with target_from_args(args.int8_select_on, args) as target:
+            rows = compress(args.model, args.variants, args.out, int8_evaluator=int8.OnTarget(target), **build)
     for line in format_table(rows):
         print(line)
     print(f"artifacts: {Path(args.out) / 'artifacts.csv'}")

@@ -36,11 +36,16 @@ class Dataset:
     @property
     def fingerprint(self) -> str:
         """sha256 over every array: the data part of the cache / rebuild key."""
-        h = hashlib.sha256()
-        for a in (self.x_train, self.y_train, self.x_val, self.y_val, self.x_test, self.y_test):
-            h.update(str(a.shape).encode())
-            h.update(np.ascontiguousarray(a).tobytes())
-        return h.hexdigest()
+        return data_fingerprint(self.x_train, self.y_train, self.x_val, self.y_val, self.x_test, self.y_test)
+
+
+def data_fingerprint(*arrays: np.ndarray) -> str:
+    """sha256 over arrays' shapes and bytes (an .npz file's own bytes change with its zip timestamps)."""
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(str(a.shape).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
 
 
 def resize(x: np.ndarray, hw: tuple[int, int]) -> np.ndarray:

@@ -31,6 +31,7 @@ CSV_COLUMNS = (
     "parity_max_abs_diff", "quant_mode", "quant_activation_type", "quant_weight_type", "quant_calibration",
     "max_unique_weight_values", "weight_sparsity", "peak_activation_bytes", "accuracy", "precision_macro",
     "recall_macro", "f1_macro", "gmean", "n_test_samples", "build_seconds", "reused",
+    "int8_form", "int8_chosen_on", "int8_warning", "build_cpu_model", "build_cpu_features",
 )
 
 

@@ -1,10 +1,11 @@
 """INT8 with onnxruntime: static QDQ per-channel calibrated on real data (``+int8``) or dynamic (``+int8dyn``).
 
-Defaults follow what measured fastest on this x86 machine (AVX-512 VNNI): U8 activations / S8 weights,
-per-channel, QDQ. ``scripts/measure_compression.py`` times both pairs against FP32 in one process
-(batch 1, 1 thread): zoo:resnet U8S8 0.29x FP32's latency, S8S8 0.96x; zoo:mixnet U8S8 0.80x, S8S8
-4.5x (slower). Dynamic quantization of a CNN turns convs into ConvInteger and was several times slower
-than FP32, so the dynamic variant measures itself against FP32 and says so in the manifest.
+A static build comes in one of export/int8.py's FORMS; which one ships is decided there, from
+accuracy measured on the CPU first, then speed. Speed on an x86 machine with AVX-512 VNNI, measured by
+``scripts/measure_compression.py`` against FP32 in one process (batch 1, 1 thread): zoo:resnet U8S8
+0.29x FP32's latency, S8S8 0.96x; zoo:mixnet U8S8 0.80x, S8S8 4.5x (slower). Dynamic quantization of a
+CNN turns convs into ConvInteger and was several times slower than FP32, so the dynamic variant
+measures itself against FP32 and says so in the manifest.
 """
 
 from __future__ import annotations
@@ -12,11 +13,15 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from export.onnx_export import INPUT_NAME, interleaved_latency, save_model
 from targets.errors import EdgebenchError
+
+if TYPE_CHECKING:
+    from export.int8 import Int8Form
 
 CALIBRATIONS = ("minmax", "entropy", "percentile")
 N_CALIBRATION = 256
@@ -50,17 +55,14 @@ def _preprocess(src: Path, dst: Path) -> str:
             raise EdgebenchError(f"quant_pre_process failed: {type(exc2).__name__}: {exc2}") from exc2
 
 
-def quantize_static_int8(src: Path, dst: Path, calib_x: np.ndarray, *, calibration: str = "minmax",
-                         per_channel: bool = True, activation_type: str = "uint8",
-                         weight_type: str = "int8") -> dict:
-    """Static QDQ quantization of ``src`` into ``dst``, calibrated on ``calib_x`` (real samples)."""
+def quantize_static_int8(src: Path, dst: Path, calib_x: np.ndarray, *, form: Int8Form,
+                         calibration: str = "minmax", per_channel: bool = True) -> dict:
+    """Static QDQ quantization of ``src`` into ``dst`` in INT8 ``form``, calibrated on ``calib_x`` (real samples)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     if calibration not in CALIBRATIONS:
         raise EdgebenchError(f"unknown calibration {calibration!r}; use one of {', '.join(CALIBRATIONS)}")
     types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
-    if activation_type not in types or weight_type not in types:
-        raise EdgebenchError("activation/weight types must be 'uint8' or 'int8'")
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[calibration]
     x = np.ascontiguousarray(calib_x[:N_CALIBRATION], dtype=np.float32)
@@ -70,8 +72,8 @@ def quantize_static_int8(src: Path, dst: Path, calib_x: np.ndarray, *, calibrati
         pre_status = _preprocess(src, pre)
         try:
             quantize_static(str(pre), str(Path(tmp) / "q.onnx"), _Reader(x, INPUT_NAME),
-                            quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                            activation_type=types[activation_type], weight_type=types[weight_type],
+                            quant_format=QuantFormat.QDQ, per_channel=per_channel, reduce_range=form.reduce_range,
+                            activation_type=types[form.activation_type], weight_type=types[form.weight_type],
                             calibrate_method=method,
                             extra_options={"CalibTensorRangeSymmetric": False} if calibration == "minmax" else None)
         except Exception as exc:
@@ -80,8 +82,8 @@ def quantize_static_int8(src: Path, dst: Path, calib_x: np.ndarray, *, calibrati
 
         save_model(onnx.load(str(Path(tmp) / "q.onnx")), dst)
     return {
-        "mode": "static", "format": "QDQ", "per_channel": per_channel, "activation_type": activation_type,
-        "weight_type": weight_type, "calibration": calibration, "n_calibration_samples": int(len(x)),
+        "mode": "static", "format": "QDQ", "per_channel": per_channel, "form": form.name,
+        "activation_type": form.activation_type, "weight_type": form.weight_type, "reduce_range": form.reduce_range, "calibration": calibration, "n_calibration_samples": int(len(x)),
         "calibration_split": "train", "pre_process": pre_status, "seconds": round(time.perf_counter() - t0, 3),
     }
 

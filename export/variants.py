@@ -1,6 +1,6 @@
 """Variant specs: the small language users write after `--variants` (see CONTRACT.md).
 
-A spec is ``BASE[@iter=N][+int8|+int8dyn]`` where BASE is ``fp32``, ``prune-l1:S``, ``prune-ch:R`` or
+A spec is ``BASE[@iter=N][+int8[:FORM]|+int8dyn]`` where BASE is ``fp32``, ``prune-l1:S``, ``prune-ch:R`` or
 ``cluster:K``. Parsing is strict and happens before any long work, so a typo fails in a second, not
 after ten minutes of fine-tuning.
 """
@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from export.int8 import FORMS
 from targets.errors import EdgebenchError
 
 VALID_FORMS = (
@@ -20,7 +21,8 @@ VALID_FORMS = (
     "prune-ch:R (R = ratio of channels removed, 0 < R < 1)",
     "prune-ch:R@iter=N",
     "cluster:K (K = 2..256 shared values per layer)",
-    "any of these + '+int8' (static QDQ) or '+int8dyn' (dynamic)",
+    "any of these + '+int8' (static QDQ, the INT8 form chosen by accuracy then speed), "
+    "'+int8:FORM' (FORM = reduce, u8s8 or s8s8, pinned) or '+int8dyn' (dynamic)",
 )
 
 _METHODS = ("fp32", "prune-l1", "prune-ch", "cluster")
@@ -29,7 +31,7 @@ _RE = re.compile(
     r"^(?P<method>fp32|prune-l1|prune-ch|cluster)"
     r"(?::(?P<arg>[0-9.eE+-]+?))?"
     r"(?:@iter=(?P<iters>[0-9]+))?"
-    r"(?:\+(?P<quant>int8dyn|int8))?$"
+    r"(?:\+(?P<quant>int8dyn|int8)(?::(?P<form>[a-z0-9]+))?)?$"
 )
 
 
@@ -47,12 +49,16 @@ class Variant:
     clusters: int | None = None  # K (cluster)
     iterations: int = 1  # @iter=N; 1 means one-shot
     quant: str | None = None  # None | int8 | int8dyn
+    int8_form: str | None = None  # +int8:FORM pins a form; None lets the build choose
 
     def __post_init__(self) -> None:
         if self.method not in _METHODS:
             raise _reject(self.method, f"unknown method {self.method!r}")
         if self.quant not in (None, *_QUANT):
             raise _reject(str(self.quant), f"unknown quantization {self.quant!r}")
+        if self.int8_form is not None and (self.quant != "int8" or self.int8_form not in FORMS):
+            raise _reject(f"+{self.quant}:{self.int8_form}", f"an INT8 form follows +int8 and is one of "
+                                                             f"{', '.join(FORMS)}")
         if self.method in ("prune-l1", "prune-ch"):
             if self.amount is None or not 0.0 < self.amount < 1.0:
                 raise _reject(f"{self.method}:{self.amount}", "the ratio must be strictly between 0 and 1")
@@ -78,6 +84,8 @@ class Variant:
             text += f"@iter={self.iterations}"
         if self.quant:
             text += f"+{self.quant}"
+        if self.int8_form:
+            text += f":{self.int8_form}"
         return text
 
     @property
@@ -97,7 +105,9 @@ def parse_variant(text: str) -> Variant:
     m = _RE.match(t)
     if not m:
         raise _reject(text, "not recognised")
-    method, arg, iters, quant = m.group("method", "arg", "iters", "quant")
+    method, arg, iters, quant, form = m.group("method", "arg", "iters", "quant", "form")
+    if form is not None and (quant != "int8" or form not in FORMS):
+        raise _reject(text, f"an INT8 form follows +int8 and is one of {', '.join(FORMS)}")
     amount: float | None = None
     clusters: int | None = None
     if method == "fp32":
@@ -114,7 +124,7 @@ def parse_variant(text: str) -> Variant:
             amount = float(arg)
         except ValueError:
             raise _reject(text, f"{arg!r} is not a number") from None
-    return Variant(method, amount, clusters, int(iters) if iters else 1, quant)
+    return Variant(method, amount, clusters, int(iters) if iters else 1, quant, form)
 
 
 def parse_variants(text_or_list: str | Iterable[str]) -> list[Variant]:

@@ -44,6 +44,12 @@ input_shape = [1, 1, 32, 32]     # the 8x8 digits, resized: big enough that comp
 # path = "my_data.npz"           # arrays x (N,C,H,W float32) and y (N int); omitted: the UCI 8x8 digits
                                  # bundled with scikit-learn, split train/val/test with a fixed seed
 
+[build]
+# int8_select_on = "build"       # where a plain +int8 measures its forms (reduce, u8s8, s8s8) before
+                                 # shipping the fastest accurate one: "build" (this machine) or one of
+                                 # the targets above, e.g. the board the files are for
+# int8_tolerance = 1.0           # accuracy points an INT8 form may lose against its float model
+
 [measure]
 batch_sizes = [1]
 threads = [1]                    # onnxruntime intra-op threads; 0 = onnxruntime's default. One thread:
@@ -56,7 +62,8 @@ min_iterations = 20
 timeout_s = 120.0
 """
 
-_TOP_KEYS = {"name", "out", "variants", "targets", "models", "data", "measure"}
+_TOP_KEYS = {"name", "out", "variants", "targets", "models", "data", "build", "measure"}
+_BUILD_KEYS = {"int8_select_on", "int8_tolerance"}
 _MODEL_KEYS = {"name", "model", "weights", "input_shape"}
 _MEASURE_KEYS = {"batch_sizes", "threads", "processes", "min_time_s", "max_time_s", "min_iterations",
                  "max_iterations", "timeout_s", "cpu", "seed"}
@@ -83,6 +90,8 @@ class Experiment:
     batch_sizes: tuple[int, ...] = (1,)
     threads: tuple[int | None, ...] = (None,)
     measure: dict[str, Any] = field(default_factory=dict)
+    int8_select_on: str = "build"
+    int8_tolerance: float = 1.0
 
     def run_specs(self, data: Path | None = None) -> list[RunSpec]:
         """One RunSpec per (batch size, thread count)."""
@@ -182,12 +191,24 @@ def parse_experiment(doc: dict[str, Any], base: Path, source: str) -> Experiment
     _unknown(f"{source}: [measure]", measure, _MEASURE_KEYS)
     batch_sizes = _int_list(f"{source}: measure.batch_sizes", measure.get("batch_sizes", [1]), 1)
     threads = tuple(t or None for t in _int_list(f"{source}: measure.threads", measure.get("threads", [0]), 0))
+    build = doc.get("build", {})
+    if not isinstance(build, dict):
+        raise _fail(f"{source}: build", "must be a table", 'write [build] then int8_select_on = "build"')
+    _unknown(f"{source}: [build]", build, _BUILD_KEYS)
+    select_on = build.get("int8_select_on", "build")
+    if select_on != "build" and select_on not in targets:
+        raise _fail(f"{source}: build.int8_select_on", f"{select_on!r} is not one of the targets",
+                    f"use \"build\" or one of {', '.join(targets)}")
+    tolerance = build.get("int8_tolerance", 1.0)
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0:
+        raise _fail(f"{source}: build.int8_tolerance", "must be a number of accuracy points >= 0", "e.g. 1.0")
     name = doc.get("name", "experiment")
     out = Path(doc.get("out") or f"results/{name}")
     experiment = Experiment(
         name=str(name), out=out if out.is_absolute() else (base / out), models=tuple(models),
         variants=variants, targets=targets, data=data, batch_sizes=batch_sizes, threads=threads,
         measure={k: v for k, v in measure.items() if k not in ("batch_sizes", "threads")},
+        int8_select_on=str(select_on), int8_tolerance=float(tolerance),
     )
     try:
         experiment.run_specs()

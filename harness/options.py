@@ -42,12 +42,11 @@ def cores_arg(text: str) -> tuple[int, ...]:
 
 
 def add_target_options(p: argparse.ArgumentParser) -> None:
+    from targets.factory import add_connection_options
+
     p.add_argument("--target", action="append", metavar="T",
                    help="local (default), ssh://[user@]host[:port] or a Host alias from ~/.ssh/config; repeatable")
-    p.add_argument("--ssh-config", type=Path, metavar="FILE", help="use this ssh config file instead of ~/.ssh/config")
-    p.add_argument("--accept-new-host-key", action="store_true",
-                   help="trust a host seen for the first time (a changed key is always refused)")
-    p.add_argument("--python", metavar="PATH", help="Python interpreter to run the runner with on the target")
+    add_connection_options(p)
 
 
 def add_measure_options(p: argparse.ArgumentParser) -> None:
@@ -82,11 +81,10 @@ def run_spec_from(args: argparse.Namespace, data: Path | None = None):
 
 
 def targets_from(args: argparse.Namespace) -> list:
-    from targets.factory import make_target
+    from targets.factory import target_from_args
 
     names = args.target or ["local"]
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
         raise EdgebenchError(f"--target {sorted(dupes)[0]} is given twice; name each target once")
-    return [make_target(n, ssh_config=args.ssh_config, accept_new_host_key=args.accept_new_host_key,
-                        python=args.python) for n in names]
+    return [target_from_args(n, args) for n in names]

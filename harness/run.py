@@ -17,7 +17,7 @@ from pathlib import Path
 from harness.bench import BenchItem, load_item, measure
 from harness.options import add_target_options, targets_from
 from harness.console import Progress, format_summary
-from targets.errors import TargetError
+from targets.errors import EdgebenchError, TargetError
 from harness.experiment import DEFAULT_TOML, Experiment, load_experiment
 from harness.report import write_report
 from harness.results import ResultsWriter, new_run_id, read_csv_rows
@@ -34,6 +34,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="short measurements for a smoke run")
     p.add_argument("--print-default", action="store_true", help="print the built-in experiment as TOML and exit")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress lines (for CI logs)")
+    p.add_argument("--int8-select-on", metavar="T",
+                   help="where a plain +int8 measures its forms before shipping one: build (this machine) or one "
+                        "of the targets (overrides the experiment's build.int8_select_on)")
     add_target_options(p)
 
 
@@ -78,14 +81,22 @@ def _check_targets(targets: list, progress: Progress) -> None:
             raise TargetError(problem)
 
 
-def _build(model: PreparedModel, experiment: Experiment, out: Path,
+def _build(model: PreparedModel, experiment: Experiment, out: Path, targets: list,
            progress: Progress) -> tuple[list[BenchItem], Path | None]:
     """Build (or reuse) the model's variants; returns bench items and the test split the targets evaluate."""
-    from export.build import compress
+    from export import int8
+    from export.build import BuildOptions, compress
 
     folder = out / "artifacts" / model.name
-    rows = compress(model.spec, list(experiment.variants), folder, weights=model.weights,
-                    input_shape=model.input_shape, data=experiment.data, progress=progress)
+    options = BuildOptions(int8_select_on=experiment.int8_select_on, int8_tolerance=experiment.int8_tolerance)
+    build = dict(weights=model.weights, input_shape=model.input_shape, data=experiment.data, progress=progress,
+                 options=options)
+    if experiment.int8_select_on == "build":
+        rows = compress(model.spec, list(experiment.variants), folder, **build)
+    else:
+        with next(t for t in targets if t.name == experiment.int8_select_on) as target:
+            rows = compress(model.spec, list(experiment.variants), folder, int8_evaluator=int8.OnTarget(target),
+                            **build)
     items = []
     for row in rows:
         variant = str(row["variant"])
@@ -112,6 +123,11 @@ def run(args: argparse.Namespace) -> int:
         experiment = replace(experiment, targets=tuple(args.target))
     if args.quick:
         experiment = replace(experiment, measure={**experiment.measure, **QUICK_MEASURE})
+    if args.int8_select_on:
+        experiment = replace(experiment, int8_select_on=args.int8_select_on)
+    if experiment.int8_select_on not in ("build", *experiment.targets):
+        raise EdgebenchError(f"INT8 forms are to be measured on {experiment.int8_select_on}, which is not one of the "
+                             f"targets ({', '.join(experiment.targets)}); use build or one of them")
     args.target = list(experiment.targets)
     out = experiment.out
     progress = Progress(args.quiet)
@@ -131,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     run_id = new_run_id()
     target_errors: dict[str, str] = {}
     for model in models:
-        items, test_data = _build(model, experiment, out, progress)
+        items, test_data = _build(model, experiment, out, targets, progress)
         for spec in experiment.run_specs(data=test_data):
             outcomes = measure(items, targets, spec, writer, run_id, progress, seed=spec.seed,
                                done=state.done(spec), journal_runs=state.journal_runs(spec))

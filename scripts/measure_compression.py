@@ -20,7 +20,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from export.build import BuildOptions, compress  # noqa: E402
+from export.build import compress  # noqa: E402
+from export.int8 import FORMS  # noqa: E402
 from export.onnx_export import interleaved_latency  # noqa: E402
 
 VARIANTS = ["fp32", "prune-ch:0.5", "prune-l1:0.9", "cluster:16", "fp32+int8"]
@@ -67,14 +68,16 @@ def main() -> int:
         compare_latency(["fp32", "prune-ch:0.5"], [fp32_path, args.out / rows["prune-ch:0.5"]["variant_dir"] /
                                                    "model.onnx"], x)
     if args.int8_types and rows.get("fp32+int8", {}).get("status") == "ok":
-        s8 = compress(args.model, ["fp32+int8"], args.out / "s8s8", options=BuildOptions(activation_type="int8"))[0]
-        if s8["status"] != "ok":
-            print(f"S8S8: {s8['status']} {s8['error']}")
+        forms = [f"fp32+int8:{f}" for f in FORMS]
+        pinned = {r["variant"]: r for r in compress(args.model, forms, args.out / "forms")}
+        failed = [f"{v}: {r['status']} {r['error']}" for v, r in pinned.items() if r["status"] != "ok"]
+        if failed:
+            print("INT8 forms: " + "; ".join(failed))
         else:
-            print(f"INT8 types: U8S8 accuracy {100 * rows['fp32+int8']['accuracy']:.2f}%, "
-                  f"S8S8 {100 * s8['accuracy']:.2f}%; bytes {rows['fp32+int8']['model_bytes']} vs {s8['model_bytes']}")
-            compare_latency(["fp32", "U8S8", "S8S8"], [fp32_path, args.out / s8["variant_dir"] / "model.onnx",
-                                                      args.out / "s8s8" / s8["variant_dir"] / "model.onnx"], x)
+            print("INT8 forms (accuracy, bytes): " + ", ".join(
+                f"{v.split(':')[-1]} {100 * r['accuracy']:.2f}% {r['model_bytes']}" for v, r in pinned.items()))
+            compare_latency(["fp32", *FORMS], [fp32_path, *(args.out / "forms" / r["variant_dir"] / "model.onnx"
+                                                            for r in pinned.values())], x)
     return 0
 
 

@@ -90,7 +90,7 @@ def test_failing_variant_row_says_why_and_rest_is_built(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise EdgebenchError("static INT8 quantization failed: simulated")
 
-    monkeypatch.setattr(build, "quantize_static_int8", boom)
+    monkeypatch.setattr(build.int8, "build_static", boom)
     monkeypatch.setenv("EDGEBENCH_CACHE", str(tmp_path / "cache"))  # nothing built elsewhere to reuse
     rows = compress("zoo:digits-cnn", ["fp32+int8", "fp32"], tmp_path / "out", options=FAST)
     assert rows[0]["status"] == "EdgebenchError" and "simulated" in rows[0]["error"]
