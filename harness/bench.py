@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from targets.errors import TargetError
+from export.int8 import target_accuracy_warning
 from harness.measurement import Measurement, ProcessRun, RunSpec
 from harness.modelfile import check_model
 from harness.results import ResultsWriter, SummaryRow, utc_now
@@ -98,6 +100,27 @@ class Scheduler:
         self.done = done or (lambda t, i: False)
         self.journal_runs = journal_runs or (lambda t, i: [])
         self.error: str | None = None  # set when the target became unusable mid-run
+        self._fingerprint: str | None = None
+
+    def _target_flags(self) -> str:
+        """How to name this target on a command line (with its interpreter when it is not the default)."""
+        python = getattr(self.target, "python", None)
+        default = sys.executable if self.target.name == "local" else None
+        return self.target.name + (f" --python {python}" if python and python != default else "")
+
+    def _data_fingerprint(self) -> str | None:
+        """The --data file's arrays' fingerprint: a build's manifest records the one of its test split."""
+        if self._fingerprint is None and self.spec.data is not None:
+            import numpy as np
+
+            from export.data import data_fingerprint
+
+            try:
+                with np.load(self.spec.data) as f:
+                    self._fingerprint = data_fingerprint(f["x"].astype(np.float32), f["y"].astype(np.int64))
+            except (OSError, KeyError, ValueError):
+                self._fingerprint = ""
+        return self._fingerprint or None
 
     def _finish(self, pending: _Pending, status: str = "ok", error: str | None = None) -> SummaryRow:
         pending.done = True
@@ -118,6 +141,12 @@ class Scheduler:
             if any(p.throttled for p in m.processes):
                 warnings.append("the board throttled during this measurement: the number is not the board's "
                                 "steady speed; cool it (--cooldown) and measure again")
+        quality = m.quality()
+        accuracy_warning = target_accuracy_warning(
+            item.facts, quality and quality["accuracy"], m.machine, self._target_flags(),
+            same_data=self._data_fingerprint() == item.facts.get("test_data_fingerprint"))
+        if accuracy_warning:
+            warnings.append(accuracy_warning)
         row = self.writer.add(m, warnings)
         self.progress(f"{self.target.name}: {item.variant}: {_describe(row)}")
         for w in warnings:

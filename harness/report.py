@@ -47,7 +47,8 @@ def describe_variant(spec: str) -> str:
     elif v.method != "fp32":
         steps.append("fine-tuned")
     if v.quant == "int8":
-        steps.append("INT8 static QDQ")
+        steps.append(f"INT8 static QDQ, form {v.int8_form} (pinned)" if v.int8_form else
+                     "INT8 static QDQ, the form chosen by accuracy then speed")
     elif v.quant == "int8dyn":
         steps.append("INT8 dynamic")
     return ", ".join(steps)
@@ -188,13 +189,68 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return format_number(value, digits, missing="–")
 
 
-def verdict_line(variant: str, row: pd.Series, base: pd.Series | None, cmp: Any) -> str:
+def _manifest(row: pd.Series) -> dict:
+    """The artifact manifest beside a measured model file, if there is one."""
+    import json
+
+    path = Path(str(row.get("model_path") or "")).with_name("manifest.json")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def accuracy_note(variant: str, row: pd.Series, base: pd.Series | None, parent: pd.Series | None) -> str:
+    """Why a variant lost accuracy, from the evidence there is: the same file scored higher on the build
+    machine (this CPU's kernels), every INT8 form lost it (the model), or the float compression did."""
+    from export.int8 import DEFAULT_TOLERANCE
+    from targets.cpu import describe_cpu
+
+    acc = _float(row.get("accuracy"))
+    if acc is None:
+        return ""
+    build = _float(row.get("build_accuracy"))
+    if build is not None and row.get("accuracy_where") == "target" and (build - acc) * 100 > DEFAULT_TOLERANCE:
+        machine = {"arch": row.get("arch"), "cpu_model": row.get("cpu_model"),
+                   "cpu_features": str(row.get("cpu_features") or "").split() if _present(row.get("cpu_features"))
+                   else None}
+        cause = (f"this CPU's integer kernels ({describe_cpu(machine)})" if _present(row.get("int8_form"))
+                 else "a difference in the float kernels or onnxruntime versions")
+        return (f" It scores {acc:.2%} here against {build:.2%} on the build machine for the same file and data: "
+                f"the loss comes from {cause}, not from the model; see the warning below for the remedy.")
+    is_int8 = "+int8" in variant and "+int8dyn" not in variant
+    if is_int8 and parent is not None and _float(parent.get("accuracy")) is not None:
+        loss = (parent["accuracy"] - acc) * 100
+        if loss > DEFAULT_TOLERANCE:
+            warning = _manifest(row).get("int8_warning")
+            return f" INT8 loses {loss:.1f} points against {parent['variant']}" + (f": {warning}." if warning else ".")
+        if base is not None and _float(base.get("accuracy")) is not None and (base["accuracy"] - acc) * 100 > 5:
+            return (f" INT8 itself costs {loss:+.1f} points; the loss against {BASELINE} comes from "
+                    f"{parent['variant']}.")
+        return ""
+    if base is not None and _float(base.get("accuracy")) is not None and (base["accuracy"] - acc) * 100 > 5:
+        note = f" It loses {(base['accuracy'] - acc) * 100:.0f} accuracy points: too aggressive for this model."
+        if variant.startswith("cluster"):
+            note += (" One codebook per layer cannot follow the per-channel scales that BatchNorm folding puts "
+                     "into the weights; use more clusters.")
+        return note
+    return ""
+
+
+def _present(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value)) and str(value) != ""
+
+
+def verdict_line(variant: str, row: pd.Series, base: pd.Series | None, cmp: Any,
+                 parent: pd.Series | None = None) -> str:
     """One sentence per variant: what changed and whether its speed difference is real."""
     what = describe_variant(variant)
     if row["status"] != "ok":
         return f"- **{variant}** ({what}): not measured — {row['status']}: {row['error']}"
     if base is None or cmp is None or variant == BASELINE:
-        return f"- **{variant}** ({what}): median {_fmt(row['latency_ms_median'])} ms."
+        acc = f", accuracy {row['accuracy']:.2%}" if _float(row.get("accuracy")) is not None else ""
+        return (f"- **{variant}** ({what}): median {_fmt(row['latency_ms_median'])} ms{acc}."
+                + accuracy_note(variant, row, base, parent))
     parts = []
     ratio, lo, hi = cmp.ratio, cmp.ci_low, cmp.ci_high
     if not _has_interval(cmp):
@@ -213,16 +269,10 @@ def verdict_line(variant: str, row: pd.Series, base: pd.Series | None, cmp: Any)
     if _float(row.get("model_bytes")) and _float(base.get("model_bytes")):
         parts.append(f"file {row['model_bytes'] / base['model_bytes']:.0%} of {BASELINE}'s, "
                      f"zipped {row['model_zip_bytes'] / base['model_zip_bytes']:.0%}")
-    delta = 0.0
     if _float(row.get("accuracy")) is not None and _float(base.get("accuracy")) is not None:
         delta = (row["accuracy"] - base["accuracy"]) * 100
         parts.append(f"accuracy {row['accuracy']:.2%} ({delta:+.1f} points)")
-    note = ""
-    if delta < -5:
-        note += f" It loses {-delta:.0f} accuracy points: too aggressive for this model."
-        if variant.startswith("cluster"):
-            note += (" One codebook per layer cannot follow the per-channel scales that BatchNorm folding puts "
-                     "into the weights; use more clusters.")
+    note = accuracy_note(variant, row, base, parent)
     if variant.startswith("prune-l1") and cmp.verdict != "faster":
         note += (" Zeros alone do not speed up a dense runtime: onnxruntime multiplies them anyway; "
                 "the gain is in the zipped size.")
@@ -254,7 +304,9 @@ def write_report(out_dir: Path, comparer: Comparer | None = None) -> Path:
         suffix = "" if rows["target"].nunique() == 1 else "_" + "".join(c if c.isalnum() else "_" for c in target)
         first = trows.iloc[0]
         lines += [f"## {target}", "",
-                  f"{first.get('cpu_model', '')} ({first.get('arch', '')}), onnxruntime "
+                  f"{first.get('cpu_model', '')} ({first.get('arch', '')}"
+                  + (f"; CPU features: {first['cpu_features']}" if _present(first.get("cpu_features")) else "")
+                  + "), onnxruntime "
                   f"{first.get('onnxruntime_version', '')}, load average at start "
                   f"{_fmt(trows['load_avg_1m'].max())}.", ""]
         base_rows = trows[(trows["variant"] == BASELINE) & (trows["status"] == "ok")]
@@ -284,8 +336,10 @@ def write_report(out_dir: Path, comparer: Comparer | None = None) -> Path:
                          f"{kib(r['model_bytes'])} | {kib(r['model_zip_bytes'])} | {_fmt(r['params'])} | {acc} | "
                          f"{f1} | {sp} | {verdict} | {status} |")
         lines += ["", "### What each variant changed, and whether it is really faster", ""]
+        by_variant = {r["variant"]: r for _, r in trows[trows["status"] == "ok"].iterrows()}
         for _, r in trows.iterrows():
-            lines.append(verdict_line(r["variant"], r, base, speed.get(r["variant"])))
+            parent = by_variant.get(str(r["variant"]).split("+")[0]) if "+" in str(r["variant"]) else None
+            lines.append(verdict_line(r["variant"], r, base, speed.get(r["variant"]), parent))
         warned = trows[trows["warnings"].astype("string").fillna("") != ""]
         if not warned.empty:
             lines += ["", "### Measurement warnings", ""]

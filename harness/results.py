@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from targets.errors import EdgebenchError
+from targets.cpu import features_text
 from harness.measurement import Measurement
 
 SCHEMA_VERSION = 1
@@ -93,6 +94,12 @@ class SummaryRow:
     model_path: str = ""
     settings_hash: str = ""
     warnings: str = ""
+    # INT8 on the target's CPU: which form the file is, what the build machine scored on the same data,
+    # where `accuracy` was measured (target or build machine), and the CPU features that decide the kernels
+    int8_form: str | None = None
+    build_accuracy: float | None = None
+    accuracy_where: str | None = None
+    cpu_features: str | None = None
 
 
 @dataclass(frozen=True)
@@ -141,8 +148,9 @@ def summary_row(m: Measurement, warnings: Iterable[str] = ()) -> SummaryRow:
     machine = m.machine
     ok = m.ok_processes
     s = m.summary()
-    quality = m.quality() or {k: m.model_facts.get(k) for k in ("accuracy", "precision_macro", "recall_macro",
-                                                                 "f1_macro", "gmean")}
+    measured = m.quality()
+    quality = measured or {k: m.model_facts.get(k) for k in ("accuracy", "precision_macro", "recall_macro",
+                                                             "f1_macro", "gmean")}
     failed = [p for p in m.processes if not p.ok]
     status, error = m.status, m.error
     if status == "ok" and failed:
@@ -204,6 +212,10 @@ def summary_row(m: Measurement, warnings: Iterable[str] = ()) -> SummaryRow:
         model_path=m.model_path,
         settings_hash=m.spec.settings_hash(),
         warnings=" | ".join(warnings),
+        int8_form=facts.get("int8_form"),
+        build_accuracy=_round(facts.get("accuracy")),
+        accuracy_where=("target" if measured else "build machine") if quality.get("accuracy") is not None else None,
+        cpu_features=features_text(machine.get("cpu_features")) if machine else None,
     )
 
 
