@@ -120,6 +120,26 @@ def ssh_target(loopback_sshd) -> Iterator:
         target.close()
 
 
+# ------------------------------------------------------------------ an emulated x86 CPU without VNNI
+
+
+@pytest.fixture(scope="session")
+def haswell_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This interpreter under user-mode QEMU presenting a Haswell CPU (AVX2, no VNNI), as a file to pass
+    as --python: INT8 accuracy depends on the CPU's integer kernels, and CI's CPU may have VNNI."""
+    import platform
+    import sys
+
+    from tests.sshd import _load
+
+    if platform.machine() != "x86_64":
+        skip_or_fail(f"the emulated Haswell needs an x86_64 host, not {platform.machine()}")
+    if not (shutil.which("qemu-x86_64-static") or shutil.which("qemu-x86_64")):
+        skip_or_fail("qemu-user-static is not installed (apt-get install qemu-user-static)")
+    emulated = _load("edgebench_emulated_cpu", Path(__file__).resolve().parents[1] / "scripts" / "emulated_cpu.py")
+    return emulated.write_wrapper(tmp_path_factory.mktemp("cpu") / "haswell-python", "Haswell", sys.executable)
+
+
 # ------------------------------------------------------------------ emulated arm64 board
 
 
