@@ -31,6 +31,7 @@ from export import manifest as mf
 from export import prune as pruning
 from export.data import Dataset, data_fingerprint, load_dataset, write_npz
 from export.evaluate import evaluate_onnx
+from export.graphfacts import graph_stats
 from export.onnx_export import compact_names, export_onnx, parity_check
 from export.quantize import quantize_dynamic_int8, quick_latency_ratio
 from export.train import CLUSTER_FINETUNE_RECIPE, FINETUNE_RECIPE, STRUCTURED_FINETUNE_RECIPE, TRAIN_RECIPE, Recipe, cache_dir, set_threads, train_cached
@@ -179,10 +180,10 @@ def _build_variant(ctx: _Context, variant: Variant, vdir: Path, progress: Progre
     t0 = time.perf_counter()
     metrics = evaluate_onnx(out, ctx.data.x_test, ctx.data.y_test, ctx.data.num_classes)
     timings["evaluate_seconds"] = round(time.perf_counter() - t0, 3)
-    stats = mf.graph_stats(out)
+    stats = graph_stats(out)
     size, zipped = mf.file_sizes(out)
     sparsity = None
-    if stats["params"]:
+    if stats["params"] and stats["nonzero_params"] is not None:
         sparsity = 1.0 - stats["nonzero_params"] / stats["params"]
     return {
         "status": "ok", "error": None, "model_sha256": mf.sha256_file(out), "model_bytes": size,

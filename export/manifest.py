@@ -1,7 +1,8 @@
 """What an artifact is and what it cost: ONNX graph statistics, ``manifest.json`` and ``artifacts.csv``.
 
-Every figure here is read from the ONNX file itself (sizes, parameters, MACs, distinct values, the
-activation-memory estimate), so a manifest describes the bytes a device will load, not the torch model.
+Every figure here is read from the ONNX file itself (sizes here; parameters, MACs, distinct values and the
+activation-memory estimate from ``export.graphfacts``), so a manifest describes the bytes a device will
+load, not the torch model.
 
 Format history: schema_version 1 - first version.
 """
@@ -17,8 +18,6 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import onnx
-from onnx import numpy_helper
 
 from export.onnx_export import external_data_files
 
@@ -52,119 +51,6 @@ def file_sizes(path: Path) -> tuple[int, int]:
         for f in files:
             z.write(f, f.name)
     return raw, len(buf.getvalue())
-
-
-def _weights(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
-    return {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-
-
-def _resolve_weight(name: str, inits: dict[str, np.ndarray], producers: dict[str, onnx.NodeProto]) -> str | None:
-    """Follow a DequantizeLinear back to its stored (int8) initializer."""
-    if name in inits:
-        return name
-    node = producers.get(name)
-    if node is not None and node.op_type == "DequantizeLinear" and node.input[0] in inits:
-        return node.input[0]
-    return None
-
-
-def graph_stats(path: Path) -> dict:
-    """params, non-zero params, MACs, distinct weight values per conv/linear, peak activation bytes.
-
-    - params: elements of all float / int8 initializers (int64 shape constants excluded); for quantized
-      weights a zero is the zero point.
-    - macs: from the ONNX graph with inferred shapes at batch 1: Conv (incl. ConvInteger / QLinearConv),
-      Gemm and MatMul.
-    - peak_activation_bytes: walk the (topologically sorted) nodes, keep each tensor alive from its
-      producer to its last consumer, take the largest live total (a static "tensor arena" estimate
-      without in-place reuse; weights excluded).
-    """
-    proto = onnx.load(str(path))
-    for inp in proto.graph.input:  # batch 1 for the static estimates
-        dims = inp.type.tensor_type.shape.dim
-        if dims and not dims[0].HasField("dim_value"):
-            dims[0].dim_value = 1
-    try:
-        proto = onnx.shape_inference.infer_shapes(proto, data_prop=True)
-    except Exception:
-        pass
-    g = proto.graph
-    inits = _weights(g)
-    producers = {o: n for n in g.node for o in n.output}
-    zero_points: dict[str, np.ndarray] = {}
-    for n in g.node:
-        if n.op_type == "DequantizeLinear" and len(n.input) > 2 and n.input[0] in inits and n.input[2] in inits:
-            zero_points[n.input[0]] = inits[n.input[2]]
-    params = nonzero = 0
-    for name, a in inits.items():
-        if a.dtype == np.int64 or a.dtype == np.int32:
-            continue
-        params += a.size
-        zp = zero_points.get(name)
-        if zp is not None:
-            axis_shape = [1] * a.ndim
-            if zp.size > 1:
-                axis_shape[0] = zp.size  # per-channel along the output axis
-            nonzero += int((a != zp.reshape(axis_shape)).sum())
-        else:
-            nonzero += int(np.count_nonzero(a))
-
-    shapes: dict[str, tuple[int, ...]] = {}
-    dtypes: dict[str, int] = {}
-    for vi in (*g.input, *g.value_info, *g.output):
-        t = vi.type.tensor_type
-        if all(d.HasField("dim_value") for d in t.shape.dim):
-            shapes[vi.name] = tuple(d.dim_value for d in t.shape.dim)
-            dtypes[vi.name] = t.elem_type
-
-    macs = 0
-    unique: dict[str, int] = {}
-    for n in g.node:
-        if n.op_type in ("Conv", "ConvInteger", "QLinearConv", "Gemm", "MatMul", "MatMulInteger"):
-            w_in = n.input[3] if n.op_type == "QLinearConv" else n.input[1]
-            out = shapes.get(n.output[0])
-            wname = _resolve_weight(w_in, inits, producers)
-            w = inits.get(wname) if wname else None
-            if w is not None and out is not None:
-                if n.op_type in ("Conv", "ConvInteger", "QLinearConv"):
-                    macs += int(np.prod(out)) * int(np.prod(w.shape[1:]))
-                elif n.op_type == "Gemm":
-                    trans_b = any(a.name == "transB" and a.i for a in n.attribute)
-                    macs += int(np.prod(out)) * int(w.shape[1] if trans_b else w.shape[0])
-                else:  # MatMul(x, W): W is K x N
-                    macs += int(np.prod(out)) * int(w.shape[-2] if w.ndim >= 2 else 1)
-            if w is not None:
-                unique[n.name or wname] = int(np.unique(w).size)
-
-    last_use: dict[str, int] = {}
-    for i, n in enumerate(g.node):
-        for name in n.input:
-            last_use[name] = i
-    keep_to_end = {o.name for o in g.output}
-
-    def nbytes(name: str) -> int:
-        s = shapes.get(name)
-        if s is None:
-            return 0
-        itemsize = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(dtypes[name])).itemsize
-        return int(np.prod(s)) * itemsize
-
-    live = {i.name: nbytes(i.name) for i in g.input if i.name not in inits}
-    peak = sum(live.values())
-    for i, n in enumerate(g.node):
-        for o in n.output:
-            if o and o not in inits:
-                live[o] = nbytes(o)
-        peak = max(peak, sum(live.values()))
-        for name in list(live):
-            if last_use.get(name, -1) <= i and name not in keep_to_end:
-                del live[name]
-    return {
-        "params": int(params), "nonzero_params": int(nonzero), "macs": int(macs), "macs_source": "onnx-graph",
-        "unique_weight_values": unique, "max_unique_weight_values": max(unique.values(), default=0),
-        "peak_activation_bytes": int(peak), "opset": max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=None),
-        "quantized_ops": sorted({n.op_type for n in g.node if "Quant" in n.op_type or "Integer" in n.op_type}),
-    }
 
 
 def write_json_atomic(path: Path, obj: dict) -> None:

@@ -8,9 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# Initializer types that hold weights (not shapes or indices).
-_WEIGHT_TYPES = {1, 2, 3, 10, 11, 16}  # FLOAT, UINT8, INT8, FLOAT16, DOUBLE, BFLOAT16
-
 
 @dataclass(frozen=True)
 class ModelCheck:
@@ -36,8 +33,10 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 def stored_files(path: Path, model: Any) -> list[Path]:
     """The model file plus every external-data file it references (a device must store them all)."""
+    from export.graphfacts import stored_tensors
+
     files = {path}
-    for tensor in model.graph.initializer:
+    for tensor in stored_tensors(model.graph):
         for entry in tensor.external_data:
             if entry.key == "location":
                 files.add(path.parent / entry.value)
@@ -57,9 +56,9 @@ def zip_bytes(paths: list[Path]) -> int:
 
 def check_model(path: Path) -> ModelCheck:
     """Load and check an ONNX file; measure its stored size, parameters and non-zero parameters."""
-    import numpy as np
     import onnx
-    from onnx import numpy_helper
+
+    from export.graphfacts import count_params
 
     path = Path(path)
     if not path.exists():
@@ -85,21 +84,12 @@ def check_model(path: Path) -> ModelCheck:
     if missing:
         return ModelCheck(path, "missing_file", f"{path} refers to external data {missing[0]}, which is missing; "
                                                 "copy it next to the model")
-    params = nonzero = 0
-    try:
-        onnx.load_external_data_for_model(model, str(path.parent))
-    except Exception:  # noqa: BLE001 - counts are a nicety; the size figures below stand regardless
-        pass
-    for tensor in model.graph.initializer:
-        if tensor.data_type in _WEIGHT_TYPES:
-            array = numpy_helper.to_array(tensor)
-            params += int(array.size)
-            nonzero += int(np.count_nonzero(array))
+    counted = count_params(model, path.parent)  # None (a blank cell) where the file cannot say
     facts = {
         "model_bytes": sum(f.stat().st_size for f in files),
         "model_zip_bytes": zip_bytes(files),
-        "params": params,
-        "nonzero_params": nonzero,
+        "params": counted.params,
+        "nonzero_params": counted.nonzero,
         "sha256": sha256_file(path),
         "opset": max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=None),
     }

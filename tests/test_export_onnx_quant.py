@@ -12,6 +12,7 @@ from onnx import numpy_helper
 from export import manifest as mf
 from export.data import load_dataset
 from export.evaluate import evaluate_onnx
+from export.graphfacts import graph_stats
 from export.onnx_export import (
     compact_names,
     export_onnx,
@@ -50,7 +51,7 @@ def test_dynamo_exporter_matches_torch_with_a_dynamic_batch_and_quantizes(traine
     path = tmp_path / "dynamo.onnx"
     rec = export_onnx(m, (1, 1, 8, 8), path, exporter="dynamo")
     assert rec["exporter"] == "dynamo" and rec["onnxsim"] == "ok" and rec["opset"] >= 18
-    assert mf.graph_stats(path)["opset"] == rec["opset"] and sorted(p.name for p in tmp_path.iterdir()) == ["dynamo.onnx"]
+    assert graph_stats(path)["opset"] == rec["opset"] and sorted(p.name for p in tmp_path.iterdir()) == ["dynamo.onnx"]
     assert ort_session(path).run(None, {"input": d.x_test[:7]})[0].shape == (7, 10)
     assert parity_check(path, m, d.x_test[:32]) < 1e-4
     quantize_static_int8(path, tmp_path / "q.onnx", d.x_train, form=FORMS["reduce"])
@@ -150,7 +151,7 @@ def test_dynamic_int8(trained, tmp_path):
 
 def test_graph_stats(trained):
     m, d, path, _ = trained
-    s = mf.graph_stats(path)
+    s = graph_stats(path)
     # BN folded into conv biases: conv weights + biases, then the linear layer
     assert s["params"] == (9 * 16 + 16) + (16 * 32 * 9 + 32) + (32 * 32 * 9 + 32) + (32 * 10 + 10)
     assert s["nonzero_params"] <= s["params"]
@@ -159,6 +160,21 @@ def test_graph_stats(trained):
     assert s["peak_activation_bytes"] >= 4 * (64 * 16 + 64 * 32)  # two consecutive feature maps at once
     size, zipped = mf.file_sizes(path)
     assert size == path.stat().st_size and 0 < zipped < size
+
+
+def test_int8_files_keep_the_fp32_params_macs_and_peak_activations(trained, tmp_path):
+    _, d, path, _ = trained
+    quantize_static_int8(path, tmp_path / "q.onnx", d.x_train)
+    quantize_dynamic_int8(path, tmp_path / "qd.onnx")
+    fp32, static, dynamic = (graph_stats(p) for p in (path, tmp_path / "q.onnx", tmp_path / "qd.onnx"))
+    # a quantized weight counts once (its int8 tensor; int32 biases too), never its scale or zero point
+    assert static["params"] == dynamic["params"] == fp32["params"]
+    assert static["macs"] == dynamic["macs"] == fp32["macs"]
+    # dequantized weights are weights, not activations, so the estimates compare (counting them gave 4x fp32)
+    assert static["peak_activation_bytes"] <= fp32["peak_activation_bytes"]
+    assert dynamic["peak_activation_bytes"] <= 1.1 * fp32["peak_activation_bytes"]
+    assert {"QuantizeLinear", "DequantizeLinear"} <= set(static["quantized_ops"])
+    assert {"DynamicQuantizeLinear", "ConvInteger", "MatMulInteger"} <= set(dynamic["quantized_ops"])
 
 
 def test_artifacts_csv_round_trip(tmp_path):
