@@ -62,6 +62,73 @@ def token_embedding(path: Path, vocab: int = 100, dim: int = 16) -> Path:
     return _save(g, path)
 
 
+def _matmul_branch(name: str, weight: np.ndarray, x: str, y: str) -> onnx.GraphProto:
+    """A subgraph whose weight lives in its own Constant node and whose input comes from the outer scope."""
+    w = numpy_helper.from_array(weight, f"{name}_w")
+    nodes = [helper.make_node("Constant", [], [w.name], value=w),
+             helper.make_node("MatMul", [x, w.name], [y])]
+    return helper.make_graph(nodes, name, [], [helper.make_tensor_value_info(y, TensorProto.FLOAT, None)])
+
+
+def constant_weights(path: Path) -> tuple[Path, dict[str, np.ndarray]]:
+    """Weights held the ways exporters in the wild hold them; returns the file and every weight in it.
+
+    x[N,4] -> MatMul(Constant value) -> Add(Constant value_floats) -> Mul(Constant value_float) ->
+    Reshape(Constant value_ints: a shape, not a weight) -> If(sum > 0, each branch a MatMul with its own
+    Constant weight) -> Loop(2 steps, the body a MatMul with its own Constant weight) -> y[N,3].
+    """
+    w0 = np.array([[1, 0, 2, 0, 3, 0, 4, 0]] * 4, dtype=np.float32)  # 16 zeros of 32
+    b0 = [0.5, 0.0, -0.5, 0.0, 1.0, 0.0, -1.0, 0.0]
+    then_w = np.arange(24, dtype=np.float32).reshape(8, 3)  # one zero
+    else_w = -np.ones((8, 3), dtype=np.float32)
+    loop_w = np.eye(3, dtype=np.float32)  # six zeros
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+         helper.make_node("Constant", [], ["loop_w"], value=numpy_helper.from_array(loop_w, "loop_w")),
+         helper.make_node("MatMul", ["v_in", "loop_w"], ["v_out"])], "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_in", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_out", TensorProto.FLOAT, None)])
+    nodes = [
+        helper.make_node("Constant", [], ["w0"], value=numpy_helper.from_array(w0, "w0")),
+        helper.make_node("MatMul", ["x", "w0"], ["h0"]),
+        helper.make_node("Constant", [], ["b0"], value_floats=b0),
+        helper.make_node("Add", ["h0", "b0"], ["h1"]),
+        helper.make_node("Constant", [], ["half"], value_float=0.5),
+        helper.make_node("Mul", ["h1", "half"], ["h2"]),
+        helper.make_node("Constant", [], ["shape"], value_ints=[-1, 8]),
+        helper.make_node("Reshape", ["h2", "shape"], ["h3"]),
+        helper.make_node("ReduceSum", ["x"], ["total"], keepdims=0),
+        helper.make_node("Constant", [], ["zero"], value_float=0.0),
+        helper.make_node("Greater", ["total", "zero"], ["positive"]),
+        helper.make_node("If", ["positive"], ["branch"],
+                         then_branch=_matmul_branch("then", then_w, "h3", "t"),
+                         else_branch=_matmul_branch("else", else_w, "h3", "e")),
+        helper.make_node("Loop", ["steps", "keep_going"], ["y"], body=body),
+    ]
+    nodes[-1].input.append("branch")
+    inits = [numpy_helper.from_array(np.array(2, dtype=np.int64), "steps"),
+             numpy_helper.from_array(np.array(True), "keep_going")]
+    g = helper.make_graph(nodes, "constant_weights",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])], inits)
+    weights = {"w0": w0, "b0": np.array(b0, dtype=np.float32), "half": np.float32(0.5),
+               "zero": np.float32(0.0), "then": then_w, "else": else_w, "loop": loop_w}
+    return _save(g, path), weights
+
+
+def weights_as_input(path: Path) -> Path:
+    """A Conv whose weight is a graph input (fed at run time, not stored): its weights cannot be counted."""
+    bias = numpy_helper.from_array(np.ones(4, dtype=np.float32), "b")
+    g = helper.make_graph([helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1])], "fed",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8]),
+                           helper.make_tensor_value_info("w", TensorProto.FLOAT, [4, 1, 3, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 8, 8])], [bias])
+    return _save(g, path)
+
+
 def digits_npz(path: Path, n: int = 200) -> Path:
     """Real labelled data: the first n UCI 8x8 digits (bundled with scikit-learn), scaled to 0..1."""
     from sklearn.datasets import load_digits
