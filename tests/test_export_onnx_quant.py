@@ -164,7 +164,7 @@ def test_graph_stats(trained):
 
 def test_int8_files_keep_the_fp32_params_macs_and_peak_activations(trained, tmp_path):
     _, d, path, _ = trained
-    quantize_static_int8(path, tmp_path / "q.onnx", d.x_train)
+    quantize_static_int8(path, tmp_path / "q.onnx", d.x_train, form=FORMS["reduce"])
     quantize_dynamic_int8(path, tmp_path / "qd.onnx")
     fp32, static, dynamic = (graph_stats(p) for p in (path, tmp_path / "q.onnx", tmp_path / "qd.onnx"))
     # a quantized weight counts once (its int8 tensor; int32 biases too), never its scale or zero point
