@@ -159,6 +159,7 @@ def _build_variant(ctx: _Context, variant: Variant, vdir: Path, progress: Progre
                 float_path, out, ctx.data.x_train, ctx.data.x_val, ctx.data.y_val, form=form,
                 tolerance=ctx.options.int8_tolerance, calibration=ctx.options.calibration,
                 per_channel=ctx.options.per_channel, evaluator=ctx.evaluator)
+            timings["select_int8_form_seconds"] = record["quantization"]["selection"]["seconds"]
             warning = int8.build_warning(record["quantization"]["selection"])
             if warning:
                 extra["int8_warning"] = warning
