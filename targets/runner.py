@@ -10,15 +10,19 @@ Usage:  python3 runner.py SPEC.json      (or `-` to read the spec from stdin)
 The spec (JSON object; every key optional except where noted):
   mode            "bench" (default), "paired", "evaluate" (accuracy of each of "models" on files.data)
                   or "probe" (machine facts only; needs no model, no numpy)
-  files           {key: path}; "model" (bench) or the keys named by "models" (paired, evaluate); "data" for .npz
+  files           {key: path}; "model" (bench) or the keys named by "models" (paired, evaluate); "data" for an
+                  .npz whose arrays are named after the inputs (or `x` for a one-input model) plus labels `y`;
+                  any other key names a .npy file that "values" refers to
   batch           batch size for symbolic first axes (default 1)
   shapes          {input_name: [d0, d1, ...]} overrides for inputs with symbolic dimensions
-  inputs          {"source": "random" | "data", "seed": 0}
+  values          {input_name: {"constant": number} | {"file": files_key} | {"random": true}}
+  inputs          {"seed": 0}: seed of the random values (float tensors, or inputs given "random")
   intra_op_threads, inter_op_threads   onnxruntime thread counts (0/None: onnxruntime's default)
   cpu_affinity    [core, ...] pin this process to those cores
   warmup          {"min_iterations": 10, "min_time_s": 0.2}
   min_iterations, min_time_s, max_time_s, max_iterations    the timed loop's stopping rule
-  accuracy        true: run files.data's `x` through the model afterwards and count a confusion matrix
+  accuracy        true: run files.data's rows through the model afterwards and count a confusion matrix
+                  against its `y` (skipped when the file has no `y`)
   models, block_size, n_blocks, drop_per_block   paired mode: alternate models in blocks of calls
 
 The output's last line is the JSON document; exit code 0 when status is "ok", 3 when the runner
@@ -363,7 +367,7 @@ def peak_rss_mb():
     return peak / 1048576.0 if sys.platform == "darwin" else peak / 1024.0
 
 
-# ---------------------------------------------------------------- model and inputs
+# ---------------------------------------------------------------- the model
 
 
 def _need_runtime():
@@ -414,100 +418,255 @@ def open_session(path, spec):
         )
 
 
-def input_shapes(session, spec):
-    """Concrete shapes for every input: overrides by name, symbolic first axis -> batch."""
-    batch = int(spec.get("batch") or 1)
-    overrides = dict(spec.get("shapes") or {})
-    names = [i.name for i in session.get_inputs()]
-    unknown = sorted(set(overrides) - set(names))
-    if unknown:
-        raise RunnerError(
-            "bad_shape", "--shape names %s, but the model's inputs are %s" % (", ".join(unknown), ", ".join(names))
-        )
-    shapes = {}
-    for inp in session.get_inputs():
-        declared = list(inp.shape)
-        if inp.name in overrides:
-            want = [int(d) for d in overrides[inp.name]]
-            fits = len(want) == len(declared) and all(
-                not isinstance(d, int) or d is None or d <= 0 or d == w for d, w in zip(declared, want)
-            )
-            if not fits or any(w <= 0 for w in want):
-                raise RunnerError(
-                    "bad_shape",
-                    "--shape %s=%s does not fit input %r declared as %s; keep the rank and the fixed sizes"
-                    % (inp.name, ",".join(map(str, want)), inp.name, _fmt_shape(declared)),
-                )
-            shapes[inp.name] = want
-            continue
-        shape = []
-        for axis, dim in enumerate(declared):
-            if isinstance(dim, int) and dim > 0:
-                shape.append(dim)
-            elif axis == 0:
-                shape.append(batch)
-            else:
-                raise RunnerError(
-                    "bad_shape",
-                    "input %r has a symbolic dimension %r at axis %d (%s); give its size with --shape %s=..."
-                    % (inp.name, dim, axis, _fmt_shape(declared), inp.name),
-                )
-        shapes[inp.name] = shape
-    return shapes
+# ---------------------------------------------------------------- model inputs: shapes and values
+#
+# Every input gets its value from, in this order: --input (spec "values": a number, a .npy file, or
+# an explicit "random"), the data file (an array named after the input; a lone `x` feeds a one-input
+# model), else random values -- for float tensors only. A random integer, bool or rank-0 input can
+# select a code path (a sample-rate scalar ran a streaming model's 8 kHz branch and reported ok), so
+# such an input without a value is an error that names it and the flag to set it.
+#
+# Shapes: --shape, else a given array's shape, else the declared sizes; a symbolic first axis is the
+# batch; a named symbolic dimension known in one input (say `batch`) has that size in every input.
+
+
+def _dim_name(dim):
+    """A symbolic dimension's own name, or None when it has none (None, "", "?")."""
+    return dim if isinstance(dim, str) and dim not in ("", "?") else None
+
+
+def _fixed(dim):
+    return isinstance(dim, int) and dim > 0
 
 
 def _fmt_shape(shape):
-    return "[" + ",".join(str(d) if d is not None else "?" for d in shape) + "]"
+    return "[" + ",".join(str(d) if _fixed(d) else "?" for d in shape) + "]"
 
 
-def random_feeds(session, shapes, seed):
-    """Inputs of the right dtype and shape. Integers stay small (token ids, indices)."""
+def _fits(declared, shape):
+    return len(shape) == len(declared) and all(s > 0 and (not _fixed(d) or d == s) for d, s in zip(declared, shape))
+
+
+def _integral(dtype):
+    return dtype == "bool" or dtype.startswith(("int", "uint"))
+
+
+class Inputs(object):
+    """What the runner feeds one model: an array per input, where each came from, and the data rows."""
+
+    def __init__(self):
+        self.feeds = {}  # input name -> the array every timed call gets
+        self.report = []  # per input: name, type, declared, shape, dtype, source, value
+        self.samples = {}  # input name -> the data file's whole array (accuracy walks its rows)
+        self.labels = None  # the data file's y
+        self.unmatched = set()  # data arrays this model took for no input
+        self.batch = 1  # items per call
+
+
+def _data_file(spec, inputs):
+    """The data file's arrays matched to inputs {input: (array, array name)}, its y, and unmatched names."""
     import numpy as np
 
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for inp in session.get_inputs():
-        dtype = _DTYPES.get(inp.type)
-        if dtype is None:
-            raise RunnerError("bad_model", "input %r has type %s, which the runner cannot generate" % (inp.name, inp.type))
-        shape = shapes[inp.name]
-        if dtype == "bool":
-            feeds[inp.name] = rng.random(shape) < 0.5
-        elif dtype.startswith(("int", "uint")):
-            feeds[inp.name] = rng.integers(0, 100, size=shape).astype(dtype)
-        else:
-            feeds[inp.name] = rng.standard_normal(shape).astype(dtype)
-    return feeds
-
-
-def load_data(spec):
-    import numpy as np
-
+    if not (spec.get("files") or {}).get("data"):
+        return {}, None, set()
     path = _file(spec, "data")
     try:
-        data = np.load(path)
-        x, y = data["x"], data["y"] if "y" in data.files else None
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = dict((k, npz[k]) for k in npz.files)
     except Exception as exc:  # noqa: BLE001 - numpy raises several types for a bad file
-        raise RunnerError("bad_data", "%s is not an .npz with arrays x (and y): %s" % (path, exc))
-    return x, y
+        raise RunnerError("bad_data", "%s is not an .npz of arrays named after the model's inputs: %s" % (path, exc))
+    names = [i.name for i in inputs]
+    matched = dict((n, (arrays[n], n)) for n in names if n in arrays)
+    if not matched and len(names) == 1 and "x" in arrays:
+        matched[names[0]] = (arrays["x"], "x")  # the original contract: x (and y) for a one-input model
+    unmatched = set(arrays) - set(a for _, a in matched.values()) - set(["y"])
+    return matched, arrays.get("y"), unmatched
 
 
-def data_feeds(session, shapes, spec):
+def _value_file(spec, key, name):
     import numpy as np
 
-    x, _ = load_data(spec)
+    path = _file(spec, key)
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001
+        raise RunnerError("bad_input", "--input %s=%s: not a .npy array file (%s)" % (name, os.path.basename(path), exc))
+
+
+def _as_dtype(array, dtype, what):
+    """A given array in the input's dtype; fractional values for an integer or bool input are refused."""
+    import numpy as np
+
+    array = np.asarray(array)
+    if _integral(dtype) and array.dtype.kind not in "biu":
+        raise RunnerError("bad_input", "%s holds %s values, but the input is %s; give whole numbers"
+                                       % (what, array.dtype, dtype))
+    return array.astype(dtype, copy=False)
+
+
+def _constant(name, dtype, shape, value):
+    import numpy as np
+
+    if _integral(dtype) and float(value) != int(value):
+        raise RunnerError("bad_input", "--input %s=%s: input %r is %s; give a whole number" % (name, value, name, dtype))
+    try:
+        return np.full(shape, value, dtype=dtype)
+    except (OverflowError, ValueError) as exc:
+        raise RunnerError("bad_input", "--input %s=%s does not fit %s: %s" % (name, value, dtype, exc))
+
+
+def _rows(array, n):
+    """The first n rows of a data array, repeated when it has fewer."""
+    import numpy as np
+
+    reps = -(-n // len(array))
+    return (array if reps == 1 else np.concatenate([array] * reps))[:n]
+
+
+def _shape_problem(inputs, known):
+    """One message naming every input with sizes still unknown, with --shape flags to paste and fill in."""
+    placeholders, lines, flags = {}, [], []
+    for inp in inputs:
+        shape = known[inp.name]
+        if all(s is not None for s in shape):
+            continue
+        axes, parts = [], []
+        for axis, (dim, size) in enumerate(zip(inp.shape, shape)):
+            if size is not None:
+                parts.append(str(size))
+                continue
+            name = _dim_name(dim)
+            axes.append("axis %d %s" % (axis, repr(name) if name else "unnamed"))
+            key = name or (inp.name, axis)
+            if key not in placeholders:
+                simple = name and re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,15}$", name)
+                placeholders[key] = name if simple else "D%d" % (len(placeholders) + 1)
+            parts.append(placeholders[key])
+        lines.append("%s%s (%s)" % (inp.name, _fmt_shape(shape), ", ".join(axes)))
+        flags.append("--shape %s=%s" % (inp.name, ",".join(parts)))
+    if not lines:
+        return None
+    return "%d input%s with dimensions of unknown size: %s; set them with %s (a size in place of %s)" % (
+        len(lines), "" if len(lines) == 1 else "s", "; ".join(lines), " ".join(flags),
+        ", ".join(sorted(set(placeholders.values()))))
+
+
+def _value_problem(missing):
+    """One message naming every input that must not get invented values."""
+    return ("no value for %s: a random value there can select another code path than real use; give %s "
+            "(a number or a .npy file), or --input %s=random to accept random values" % (
+                ", ".join("%s (%s)" % m for m in missing), " ".join("--input %s=VALUE" % n for n, _ in missing),
+                missing[0][0] if len(missing) == 1 else "NAME"))
+
+
+def _known_shapes(inputs, spec, files, data):
+    """Each input's sizes from --shape, a given array or the declaration; None where still unknown."""
+    shapes_given = spec.get("shapes") or {}
+    known = {}
+    for inp in inputs:
+        declared = list(inp.shape)
+        given, what = shapes_given.get(inp.name), "--shape %s" % inp.name
+        if given is None and inp.name in files:
+            given, what = list(files[inp.name].shape), "the array given with --input %s" % inp.name
+        if given is not None:
+            shape = [int(d) for d in given]
+            if not _fits(declared, shape):
+                raise RunnerError("bad_shape", "%s=%s does not fit input %r declared as %s; keep the rank and the "
+                                               "fixed sizes" % (what, ",".join(map(str, shape)), inp.name,
+                                                                _fmt_shape(declared)))
+        elif inp.name in data:
+            array, array_name = data[inp.name]
+            rows = list(array.shape[1:])
+            if array.ndim != len(declared) or not _fits(declared[1:], rows):
+                raise RunnerError("bad_shape", "data array %r has shape %s, input %r is declared %s (one sample per "
+                                               "row along the first axis)" % (array_name, list(array.shape),
+                                                                             inp.name, _fmt_shape(declared)))
+            shape = [declared[0] if _fixed(declared[0]) else None] + rows if declared else []
+        else:
+            shape = [d if _fixed(d) else None for d in declared]
+        known[inp.name] = shape
+    # Named dimensions share their size across inputs; an unknown first axis is the batch. Three passes,
+    # so a size fixed by any input (or by the batch) reaches inputs listed before it.
+    sizes, batch = {}, int(spec.get("batch") or 1)
+    for batch_pass in (False, True, False):
+        for inp in inputs:
+            shape = known[inp.name]
+            for axis, dim in enumerate(inp.shape):
+                name = _dim_name(dim)
+                if shape[axis] is None and name in sizes:
+                    shape[axis] = sizes[name]
+                elif shape[axis] is None and axis == 0 and batch_pass:
+                    shape[axis] = batch
+                if shape[axis] is not None and name is not None:
+                    sizes.setdefault(name, shape[axis])
+    return known
+
+
+def prepare_inputs(session, spec, strict=True):
+    """Shapes and values for every input of `session` from the spec's shapes, values, data and batch.
+
+    strict=False (paired mode, several models): --shape / --input names and data arrays this model
+    lacks are left to the caller, who checks them against all the models.
+    """
+    import numpy as np
+
     inputs = session.get_inputs()
-    if len(inputs) != 1:
-        raise RunnerError("bad_data", "--data feeds one input, but the model has %d" % len(inputs))
-    shape = shapes[inputs[0].name]
-    n = shape[0]
-    if list(x.shape[1:]) != list(shape[1:]):
-        raise RunnerError(
-            "bad_shape", "data x has samples of shape %s, the model wants %s" % (list(x.shape[1:]), shape[1:])
-        )
-    reps = -(-n // len(x))
-    batch = x if reps == 1 else np.concatenate([x] * reps)
-    return {inputs[0].name: batch[:n].astype(_DTYPES[inputs[0].type])}
+    names = [i.name for i in inputs]
+    values = dict(spec.get("values") or {})
+    for flag, status, given in (("--shape", "bad_shape", spec.get("shapes") or {}), ("--input", "bad_input", values)):
+        unknown = sorted(set(given) - set(names))
+        if strict and unknown:
+            raise RunnerError(status, "%s names %s, but the model's inputs are %s" % (
+                flag, ", ".join(unknown), ", ".join(names)))
+    plan = Inputs()
+    data, plan.labels, plan.unmatched = _data_file(spec, inputs)
+    if strict and plan.unmatched:
+        raise RunnerError("bad_data", "%s has arrays %s that match no input; name the arrays after the model's "
+                                      "inputs (%s; x also feeds a one-input model) and the labels y" % (
+                                          spec["files"]["data"], ", ".join(sorted(plan.unmatched)), ", ".join(names)))
+    files = dict((n, _value_file(spec, v["file"], n)) for n, v in values.items() if n in names and "file" in v)
+    dtypes, missing = {}, []
+    for inp in inputs:
+        dtype = dtypes[inp.name] = _DTYPES.get(inp.type)
+        if dtype is None:
+            raise RunnerError("bad_model", "input %r has type %s, which the runner cannot feed" % (inp.name, inp.type))
+        if inp.name not in values and inp.name not in data and (_integral(dtype) or not inp.shape):
+            missing.append((inp.name, "%s %s" % (dtype, "scalar" if not inp.shape else "tensor")))
+    known = _known_shapes(inputs, spec, files, data)
+    shape_problem = _shape_problem(inputs, known)
+    problems = [p for p in (shape_problem, missing and _value_problem(missing)) if p]
+    if problems:
+        raise RunnerError("bad_shape" if shape_problem else "bad_input", "; and ".join(problems))
+
+    rng = np.random.default_rng(int((spec.get("inputs") or {}).get("seed", 0)))
+    for inp in inputs:
+        name, dtype, shape = inp.name, dtypes[inp.name], known[inp.name]
+        value, detail = values.get(name) or {}, None
+        if "constant" in value:
+            feed, source, detail = _constant(name, dtype, shape, value["constant"]), "constant", value["constant"]
+        elif "file" in value:
+            feed, source = _as_dtype(files[name], dtype, "--input %s" % name), "constant"
+            detail = os.path.basename(spec["files"][value["file"]])
+        elif name in data and not value.get("random"):
+            array, array_name = data[name]
+            what = "data array %r" % array_name
+            feed = _as_dtype(_rows(array, shape[0]) if shape else array, dtype, what)
+            source, detail = "data", (array_name if array_name != name else None)
+            if shape:
+                plan.samples[name] = _as_dtype(array, dtype, what)
+        elif dtype == "bool":
+            feed, source = np.asarray(rng.random(shape) < 0.5), "random"
+        elif _integral(dtype):
+            feed, source = rng.integers(0, 100, size=shape).astype(dtype), "random"  # small: ids, indices
+        else:
+            feed, source = np.asarray(rng.standard_normal(shape)).astype(dtype), "random"
+        plan.feeds[name] = feed
+        plan.report.append({"name": name, "type": inp.type, "dtype": dtype, "shape": list(shape), "source": source,
+                            "value": detail, "declared": [d if isinstance(d, int) else str(d) for d in inp.shape]})
+    # Items per call: the size the batch rule (or a --shape in its place) gave a symbolic first axis.
+    firsts = [known[i.name][0] for i in inputs if i.shape and not _fixed(i.shape[0])]
+    plan.batch = (firsts or [known[i.name][0] for i in inputs if i.shape] or [1])[0]
+    return plan
 
 
 # ---------------------------------------------------------------- measuring
@@ -542,15 +701,9 @@ def bench(spec):
     session = open_session(path, spec)
     result["init_ms"] = (time.perf_counter_ns() - t0) / 1e6
     result["rss_after_session_mb"] = rss_mb()
-    shapes = input_shapes(session, spec)
-    result["inputs"] = [
-        {"name": i.name, "type": i.type, "declared": [d if isinstance(d, int) else str(d) for d in i.shape],
-         "shape": shapes[i.name]}
-        for i in session.get_inputs()
-    ]
-    source = (spec.get("inputs") or {}).get("source", "random")
-    seed = int((spec.get("inputs") or {}).get("seed", 0))
-    feeds = data_feeds(session, shapes, spec) if source == "data" else random_feeds(session, shapes, seed)
+    plan = prepare_inputs(session, spec)
+    result["inputs"] = plan.report
+    feeds = plan.feeds
     outputs = [o.name for o in session.get_outputs()]
 
     def run():
@@ -586,51 +739,57 @@ def bench(spec):
     finally:
         if gc_was_enabled:
             gc.enable()
-    first = shapes[session.get_inputs()[0].name] if session.get_inputs() else []
-    batch = first[0] if first else 1  # items per call: the first input's leading axis
     result["warmup_ns"] = warm_ns
     result["latencies_ns"] = samples
-    result["batch_size"] = batch
-    result["throughput_ips"] = batch * len(samples) / (elapsed / 1e9) if elapsed else None
+    result["batch_size"] = plan.batch
+    result["throughput_ips"] = plan.batch * len(samples) / (elapsed / 1e9) if elapsed else None
     result["peak_rss_mb"] = peak_rss_mb()
     if spec.get("accuracy"):
-        result["accuracy"] = evaluate(session, spec)
+        result["accuracy"] = evaluate(session, plan, spec)
     return result
 
 
-def evaluate(session, spec, chunk=64):
-    """Run the data file's x through the model; count a confusion matrix of argmax vs y."""
+def evaluate(session, plan, spec, chunk=64):
+    """Run the data file's rows through the model; count a confusion matrix of argmax vs y.
+
+    The inputs fed from data advance row by row; every other input keeps its timed-loop value. A
+    one-input model with a symbolic batch axis goes `chunk` rows at a time, any other model in calls
+    of the timed loop's size (the last one padded by repeating its last row).
+    """
     import numpy as np
 
-    x, y = load_data(spec)
-    if y is None:
-        raise RunnerError("bad_data", "%s has no array y (labels), so accuracy cannot be measured" % spec["files"]["data"])
+    if plan.labels is None:
+        return None  # data without labels feeds the inputs; there is nothing to score
+    if not plan.samples:
+        raise RunnerError("bad_data", "accuracy needs a data array with one sample per row for an input; %s has "
+                                      "none the model takes" % spec["files"]["data"])
+    labels = np.asarray(plan.labels).astype(np.int64).reshape(-1)
+    n = len(labels)
+    for name, rows in plan.samples.items():
+        if len(rows) != n:
+            raise RunnerError("bad_data", "the data for input %r has %d rows but y has %d labels" % (name, len(rows), n))
     inputs = session.get_inputs()
-    if len(inputs) != 1:
-        raise RunnerError("bad_data", "accuracy needs a single-input model; this one has %d inputs" % len(inputs))
-    inp = inputs[0]
-    declared = inp.shape
-    fixed_batch = declared[0] if declared and isinstance(declared[0], int) and declared[0] > 0 else None
-    step = fixed_batch or chunk
-    dtype = _DTYPES.get(inp.type, "float32")
+    single = len(inputs) == 1 and not _fixed(inputs[0].shape[0])
+    step = chunk if single else len(plan.feeds[next(iter(plan.samples))])
+    output = session.get_outputs()[0].name
     preds = []
-    for start in range(0, len(x), step):
-        xb = x[start:start + step].astype(dtype)
-        n = len(xb)
-        if fixed_batch and n < fixed_batch:
-            xb = np.concatenate([xb, np.repeat(xb[-1:], fixed_batch - n, axis=0)])
+    for start in range(0, n, step):
+        feeds = dict(plan.feeds)
+        m = min(step, n - start)
+        for name, rows in plan.samples.items():
+            part = rows[start:start + step]
+            feeds[name] = part if single or m == step else np.concatenate([part, np.repeat(part[-1:], step - m, axis=0)])
         try:
-            out = session.run([session.get_outputs()[0].name], {inp.name: xb})[0]
+            out = session.run([output], feeds)[0]
         except Exception as exc:  # noqa: BLE001
-            raise RunnerError("bad_data", "the model rejected data x of shape %s: %s" % (
-                list(x.shape), _ort_message(exc)))
-        preds.append(np.asarray(out).reshape(len(xb), -1)[:n].argmax(axis=1))
+            raise RunnerError("bad_data", "the model rejected data rows %d-%d: %s" % (start, start + m - 1,
+                                                                                    _ort_message(exc)))
+        preds.append(np.asarray(out).reshape(m if single else step, -1)[:m].argmax(axis=1))
     pred = np.concatenate(preds)
-    labels = np.asarray(y).astype(np.int64).reshape(-1)
     n_classes = int(max(labels.max(), pred.max()) + 1)
     cm = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(cm, (labels, pred), 1)
-    return {"n": int(len(labels)), "confusion": cm.tolist()}
+    return {"n": int(n), "confusion": cm.tolist()}
 
 
 def evaluate_models(spec):
@@ -639,26 +798,35 @@ def evaluate_models(spec):
     keys = list(spec.get("models") or [])
     if not keys:
         raise RunnerError("bad_spec", "evaluate mode needs the keys of the models to evaluate")
-    return {"mode": "evaluate", "accuracy": {key: evaluate(open_session(_file(spec, key), spec), spec) for key in keys}}
+    if not (spec.get("files") or {}).get("data"):
+        raise RunnerError("bad_spec", "evaluate mode needs files.data with labels y")
+    accuracy = {}
+    for key in keys:
+        session = open_session(_file(spec, key), spec)
+        accuracy[key] = evaluate(session, prepare_inputs(session, spec), spec)
+        if accuracy[key] is None:
+            raise RunnerError("bad_data", "%s has no array y (labels), so accuracy cannot be measured"
+                              % spec["files"]["data"])
+    return {"mode": "evaluate", "accuracy": accuracy}
 
 
 def _paired_sessions(spec, keys):
-    """Open every model of a paired run; --shape overrides apply to the models that have that input."""
-    overrides = dict(spec.get("shapes") or {})
-    seed = int((spec.get("inputs") or {}).get("seed", 0))
-    sessions, feeds, outputs, seen = [], [], [], set()
+    """Open every model of a paired run; --shape, --input and data arrays apply to the models that have that input."""
+    sessions, feeds, outputs, names, unmatched = [], [], [], set(), None
     for key in keys:
         session = open_session(_file(spec, key), spec)
-        names = set(i.name for i in session.get_inputs())
-        seen |= names
-        own = dict(spec, shapes={k: v for k, v in overrides.items() if k in names})
-        shapes = input_shapes(session, own)
+        plan = prepare_inputs(session, spec, strict=False)
+        names |= set(i.name for i in session.get_inputs())
+        unmatched = plan.unmatched if unmatched is None else unmatched & plan.unmatched
         sessions.append(session)
-        feeds.append(random_feeds(session, shapes, seed))
+        feeds.append(plan.feeds)
         outputs.append([o.name for o in session.get_outputs()])
-    unknown = sorted(set(overrides) - seen)
-    if unknown:
-        raise RunnerError("bad_shape", "--shape names %s, but no model has such an input" % ", ".join(unknown))
+    for flag, status, given in (("--shape", "bad_shape", spec.get("shapes") or {}),
+                                ("--input", "bad_input", spec.get("values") or {}),
+                                ("the data file", "bad_data", unmatched or ())):
+        unknown = sorted(set(given) - names)
+        if unknown:
+            raise RunnerError(status, "%s names %s, but no model has such an input" % (flag, ", ".join(unknown)))
     return sessions, feeds, outputs
 
 

@@ -137,3 +137,26 @@ def digits_npz(path: Path, n: int = 200) -> Path:
     x = (d.images[:n] / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
     np.savez(path, x=x, y=d.target[:n].astype(np.int64))
     return path
+
+
+def streaming(path: Path, width: int = 8, named: bool = False) -> Path:
+    """A streaming model shaped like silero-vad: audio chunk, recurrent state, int64 sample-rate scalar `sr`.
+
+    input [N, T] and state [2, N, width] (their dimensions unnamed, or `batch`/`sequence` with named=True);
+    output = mean(input) * sr, stateN = state + 1. `sr` is rank 0, as a real model's rate switch is.
+    """
+    batch, seq = ("batch", "sequence") if named else (None, None)
+    nodes = [
+        helper.make_node("ReduceMean", ["input"], ["m"], axes=[1], keepdims=1),
+        helper.make_node("Cast", ["sr"], ["srf"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["m", "srf"], ["output"]),
+        helper.make_node("Add", ["state", "one"], ["stateN"]),
+    ]
+    one = numpy_helper.from_array(np.ones((1,), np.float32), "one")
+    g = helper.make_graph(nodes, "streaming",
+                          [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, seq]),
+                           helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, batch, width]),
+                           helper.make_tensor_value_info("sr", TensorProto.INT64, [])],
+                          [helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, 1]),
+                           helper.make_tensor_value_info("stateN", TensorProto.FLOAT, [2, batch, width])], [one])
+    return _save(g, path)

@@ -29,13 +29,31 @@ def test_min_time_adds_blocks(tmp_path):
     assert doc["status"] == "ok" and doc["n_blocks"] > 2 and doc["n_blocks"] % 2 == 0
 
 
-def test_shape_overrides_apply_to_the_models_that_have_the_input(tmp_path):
+def test_shape_overrides_and_values_apply_to_the_models_that_have_the_input(tmp_path):
     ids = onnx_models.token_embedding(tmp_path / "ids.onnx")
     mlp = onnx_models.mlp(tmp_path / "mlp.onnx")
     doc = paired({"ids": ids, "mlp": mlp}, shapes={"ids": [1, 7]})
+    assert doc["status"] == "bad_input" and "--input ids=" in doc["error"]  # integer ids are never invented
+    doc = paired({"ids": ids, "mlp": mlp}, shapes={"ids": [1, 7]}, values={"ids": {"constant": 3}})
     assert doc["status"] == "ok", doc["error"]
-    doc = paired({"ids": ids, "mlp": mlp}, shapes={"ids": [1, 7], "nope": [1]})
+    doc = paired({"ids": ids, "mlp": mlp}, shapes={"ids": [1, 7], "nope": [1]}, values={"ids": {"random": True}})
     assert doc["status"] == "bad_shape" and "nope" in doc["error"]
+    doc = paired({"ids": ids, "mlp": mlp}, shapes={"ids": [1, 7]}, values={"ids": {"random": True}, "sr": {"constant": 1}})
+    assert doc["status"] == "bad_input" and "sr" in doc["error"]
+
+
+def test_data_arrays_feed_each_model_its_own_inputs(tmp_path):
+    import numpy as np
+
+    ids = onnx_models.token_embedding(tmp_path / "ids.onnx")
+    add = onnx_models.two_inputs(tmp_path / "add.onnx")
+    data = tmp_path / "d.npz"
+    np.savez(data, ids=np.arange(14).reshape(2, 7), a=np.ones((4, 3), np.float32), b=np.ones((4, 3), np.float32))
+    doc = paired({"ids": ids, "add": add, "data": data}, models=["ids", "add"])
+    assert doc["status"] == "ok", doc["error"]
+    np.savez(data, ids=np.arange(14).reshape(2, 7), a=np.ones((4, 3), np.float32), c=np.ones((4, 3), np.float32))
+    doc = paired({"ids": ids, "add": add, "data": data}, models=["ids", "add"], values={"b": {"constant": 0}})
+    assert doc["status"] == "bad_data" and "c" in doc["error"]
 
 
 def test_bad_block_settings_are_reported(tmp_path):

@@ -80,8 +80,8 @@ def test_int64_inputs_with_a_symbolic_sequence_axis(tmp_path):
     model = onnx_models.token_embedding(tmp_path / "embed.onnx")
     doc = run({"files": {"model": str(model)}})
     assert doc["status"] == "bad_shape"
-    assert "--shape ids=" in doc["error"] and "seq" in doc["error"]
-    doc = run({"files": {"model": str(model)}, "shapes": {"ids": [2, 128]}})
+    assert "--shape ids=1,seq" in doc["error"] and "--input ids=" in doc["error"]
+    doc = run({"files": {"model": str(model)}, "shapes": {"ids": [2, 128]}, "values": {"ids": {"random": True}}})
     assert doc["status"] == "ok", doc["error"]
     assert doc["inputs"][0]["type"] == "tensor(int64)" and doc["inputs"][0]["shape"] == [2, 128]
 
@@ -114,8 +114,9 @@ def test_accuracy_counts_a_confusion_matrix_from_the_data(tmp_path):
 def test_data_inputs_feed_the_timed_loop(tmp_path):
     model = onnx_models.mlp(tmp_path / "mlp.onnx")
     data = onnx_models.digits_npz(tmp_path / "d.npz", n=10)
-    doc = run({"files": {"model": str(model), "data": str(data)}, "inputs": {"source": "data"}, "batch": 4})
+    doc = run({"files": {"model": str(model), "data": str(data)}, "batch": 4})
     assert doc["status"] == "ok", doc["error"]
+    assert doc["inputs"][0]["source"] == "data" and doc["inputs"][0]["shape"] == [4, 1, 8, 8]
 
 
 @pytest.mark.parametrize("make, status", [
