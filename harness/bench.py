@@ -28,8 +28,8 @@ from harness.stats import stability_warnings
 from targets.base import Target
 
 # Runner statuses that will not change in another process: stop retrying that model.
-PERMANENT_FAILURES = {"missing_file", "bad_model", "invalid_graph", "bad_shape", "bad_data", "bad_spec",
-                      "no_onnxruntime", "run_failed"}
+PERMANENT_FAILURES = {"missing_file", "bad_model", "invalid_graph", "bad_shape", "bad_input", "bad_data",
+                      "bad_spec", "no_onnxruntime", "run_failed"}
 
 Progress = Callable[[str], None]
 
@@ -138,6 +138,9 @@ class Scheduler:
             loads = [v for v in starts if v is not None]
             warnings = stability_warnings(s, load_avg=max(loads) if loads else None,
                                           cores=m.machine.get("cores"))
+            if m.batch_size != self.spec.batch_size and self.spec.batch_size != 1:
+                warnings.append(f"--batch {self.spec.batch_size} did not apply: the input shapes fix "
+                                f"{m.batch_size} item(s) per call, and that is what was measured")
             if any(p.throttled for p in m.processes):
                 warnings.append("the board throttled during this measurement: the number is not the board's "
                                 "steady speed; cool it (--cooldown) and measure again")

@@ -30,10 +30,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from harness.results import ResultsWriter, new_run_id
     from harness.resume import RunState
 
-    data = args.data
-    if data is not None and not data.is_file():
-        raise EdgebenchError(f"--data {data}: no such file; give an .npz with arrays x and y")
-    spec = run_spec_from(args, data)
+    spec = run_spec_from(args)
     targets = targets_from(args)
     run_id = new_run_id()
     out = args.out or Path("results") / run_id
@@ -109,7 +106,6 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Measure ONNX models or artifact folders; write summary.csv, samples.csv, "
                                    "machine.json and pyperf.json.")
     p.add_argument("models", nargs="+", type=Path, metavar="MODEL", help="MODEL.onnx or ARTIFACT_DIR")
-    p.add_argument("--data", type=Path, metavar="D.npz", help="inputs x and labels y: also measure accuracy")
     p.add_argument("--out", type=Path, metavar="DIR", help="result folder (default results/<run-id>)")
     add_target_options(p)
     add_measure_options(p)

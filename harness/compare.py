@@ -183,7 +183,7 @@ def format_comparisons(rows: Sequence[ComparisonRow]) -> list[str]:
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    from harness.options import add_target_options, positive_float, shape_arg
+    from harness.options import add_input_options, add_target_options, positive_float
 
     p.add_argument("inputs", nargs="+", type=Path, metavar="MODEL",
                    help="A B [C ...]: ONNX files or artifact folders (measured interleaved), or two result folders")
@@ -200,8 +200,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--round-time", type=positive_float, default=0.5, metavar="S",
                    help="timed seconds per round, at least (0.5); blocks are added until it has passed")
     p.add_argument("--threads", type=int, metavar="N", help="onnxruntime intra-op threads (default: its own)")
-    p.add_argument("--shape", type=shape_arg, action="append", default=[], metavar="NAME=D0,D1,...",
-                   help="size of an input with symbolic dimensions; repeatable")
+    add_input_options(p)
     p.add_argument("--seed", type=int, default=0, help="random inputs and round order")
     p.add_argument("--timeout", type=positive_float, default=120.0, metavar="S",
                    help="stop one runner process after this long (120)")
@@ -239,6 +238,8 @@ def _run_stored(inputs: list[Path], stored: list[bool], args: argparse.Namespace
     if not all(stored) or len(inputs) != 2:
         raise EdgebenchError("give either models (ONNX files or artifact folders) or exactly two result folders, "
                              "not a mix")
+    if args.data or args.input or args.shape:
+        raise EdgebenchError("--data, --input and --shape feed models; result folders hold finished measurements")
     if args.baseline and Path(args.baseline) not in inputs:
         raise EdgebenchError(f"--baseline {args.baseline} is none of the inputs")
     a, b = inputs if not args.baseline or Path(args.baseline) == inputs[0] else inputs[::-1]
@@ -252,7 +253,7 @@ def _run_stored(inputs: list[Path], stored: list[bool], args: argparse.Namespace
 
 def _run_paired(inputs: list[Path], args: argparse.Namespace, out: Path, progress: Progress) -> list[ComparisonRow]:
     from harness.bench import load_items
-    from harness.options import targets_from
+    from harness.options import inputs_from, targets_from
 
     items = load_items(inputs)
     for item in items:
@@ -267,9 +268,11 @@ def _run_paired(inputs: list[Path], args: argparse.Namespace, out: Path, progres
         baseline = matches[0]
     if len(args.target or []) > 1:
         raise EdgebenchError("compare measures on one --target at a time")
+    data, values = inputs_from(args)
     options = PairedOptions(threshold=args.threshold, max_time_s=args.max_time, min_rounds=args.min_rounds,
                             block_size=args.block_size, drop_per_block=args.drop, round_time_s=args.round_time,
-                            threads=args.threads, shapes=tuple(args.shape), seed=args.seed, timeout_s=args.timeout)
+                            threads=args.threads, shapes=tuple(args.shape), seed=args.seed, timeout_s=args.timeout,
+                            data=data, inputs=values)
     target = targets_from(args)[0]
     paths = {i.variant: i.path for i in items}
     progress(f"comparing {', '.join(n for n in names if n != baseline)} against {baseline} on {target.name}: "

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from targets.errors import EdgebenchError
+from harness.inputs import InputValue, check_unique, input_value
 from harness.measurement import RunSpec
 
 DEFAULT_TOML = """\
@@ -60,13 +61,15 @@ min_time_s = 0.5                 # timed seconds per process
 max_time_s = 30.0
 min_iterations = 20
 timeout_s = 120.0
+# inputs = { sr = 16000, state = "state.npy", ids = "random" }   # values for named model inputs:
+#                                  # integer, bool and scalar inputs need one (never invented)
 """
 
 _TOP_KEYS = {"name", "out", "variants", "targets", "models", "data", "build", "measure"}
 _BUILD_KEYS = {"int8_select_on", "int8_tolerance"}
 _MODEL_KEYS = {"name", "model", "weights", "input_shape"}
 _MEASURE_KEYS = {"batch_sizes", "threads", "processes", "min_time_s", "max_time_s", "min_iterations",
-                 "max_iterations", "timeout_s", "cpu", "seed"}
+                 "max_iterations", "timeout_s", "cpu", "seed", "inputs"}
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,7 @@ class Experiment:
     measure: dict[str, Any] = field(default_factory=dict)
     int8_select_on: str = "build"
     int8_tolerance: float = 1.0
+    inputs: tuple[InputValue, ...] = ()
 
     def run_specs(self, data: Path | None = None) -> list[RunSpec]:
         """One RunSpec per (batch size, thread count)."""
@@ -102,7 +106,7 @@ class Experiment:
                     min_iterations=int(m.get("min_iterations", 20)),
                     max_iterations=int(m.get("max_iterations", 10_000)),
                     timeout_s=float(m.get("timeout_s", 120.0)), cpu_affinity=tuple(m.get("cpu", ())),
-                    data=data, seed=int(m.get("seed", 0)))
+                    data=data, seed=int(m.get("seed", 0)), inputs=self.inputs)
             for b in self.batch_sizes for t in self.threads
         ]
 
@@ -132,6 +136,12 @@ def _int_list(where: str, value: Any, minimum: int) -> tuple[int, ...]:
                                                             and v >= minimum for v in value):
         raise _fail(where, f"must be a list of whole numbers >= {minimum}", "write e.g. [1, 4]")
     return tuple(value)
+
+
+def _inputs(where: str, table: Any, base: Path) -> tuple[InputValue, ...]:
+    if not isinstance(table, dict):
+        raise _fail(where, "must be a table", 'write inputs = { sr = 16000, state = "state.npy" }')
+    return check_unique([input_value(name, raw, base, where) for name, raw in table.items()], where)
 
 
 def parse_experiment(doc: dict[str, Any], base: Path, source: str) -> Experiment:
@@ -202,12 +212,13 @@ def parse_experiment(doc: dict[str, Any], base: Path, source: str) -> Experiment
     tolerance = build.get("int8_tolerance", 1.0)
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0:
         raise _fail(f"{source}: build.int8_tolerance", "must be a number of accuracy points >= 0", "e.g. 1.0")
+    inputs = _inputs(f"{source}: measure.inputs", measure.get("inputs", {}), base)
     name = doc.get("name", "experiment")
     out = Path(doc.get("out") or f"results/{name}")
     experiment = Experiment(
         name=str(name), out=out if out.is_absolute() else (base / out), models=tuple(models),
         variants=variants, targets=targets, data=data, batch_sizes=batch_sizes, threads=threads,
-        measure={k: v for k, v in measure.items() if k not in ("batch_sizes", "threads")},
+        measure={k: v for k, v in measure.items() if k not in ("batch_sizes", "threads", "inputs")}, inputs=inputs,
         int8_select_on=str(select_on), int8_tolerance=float(tolerance),
     )
     try:

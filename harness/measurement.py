@@ -10,6 +10,7 @@ from typing import Any
 
 from targets.errors import EdgebenchError
 from export.metrics import classification_metrics
+from harness.inputs import InputValue, describe_fed, runner_inputs
 from harness.stats import Summary, summarize
 from targets.telemetry import measurement_throttled
 
@@ -38,6 +39,7 @@ class RunSpec:
     cpu_affinity: tuple[int, ...] = ()
     data: Path | None = None
     seed: int = 0
+    inputs: tuple[InputValue, ...] = ()  # --input values; the rest come from `data`, or are random floats
 
     def __post_init__(self) -> None:
         checks = [
@@ -56,7 +58,7 @@ class RunSpec:
 
     def settings_key(self) -> dict[str, Any]:
         """What must match for an earlier measurement to count as the same one (resume)."""
-        return {
+        key = {
             "batch_size": self.batch_size,
             "threads": self.threads,
             "processes": self.processes,
@@ -67,21 +69,21 @@ class RunSpec:
             "cpu_affinity": list(self.cpu_affinity),
             "data": str(self.data) if self.data else None,
         }
+        if self.inputs:  # only when given, so results measured before --input existed keep their hash
+            key["inputs"] = [v.identity() for v in self.inputs]
+        return key
 
     def settings_hash(self) -> str:
         """A short stable id of settings_key(), stored in each summary row."""
         return settings_hash(self.settings_key())
 
     def runner_spec(self, model: Path, *, accuracy: bool = False, seed_offset: int = 0) -> dict[str, Any]:
-        files = {"model": str(model)}
-        if self.data is not None:
-            files["data"] = str(self.data)
+        inputs = runner_inputs(self.inputs, self.data, self.shapes, self.seed + seed_offset)
         return {
+            **inputs,
             "mode": "bench",
-            "files": files,
+            "files": {"model": str(model), **inputs["files"]},
             "batch": self.batch_size,
-            "shapes": {name: list(dims) for name, dims in self.shapes},
-            "inputs": {"source": "random", "seed": self.seed + seed_offset},
             "intra_op_threads": self.threads,
             "inter_op_threads": 1,
             "cpu_affinity": list(self.cpu_affinity),
@@ -113,6 +115,8 @@ class ProcessRun:
     telemetry_end: dict[str, Any] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)
     accuracy: dict[str, Any] | None = None
+    batch_size: int | None = None  # items per call as the runner ran them
+    inputs: tuple[dict[str, Any], ...] = ()  # what the runner fed each input (name, dtype, shape, source, value)
 
     @classmethod
     def from_runner(cls, index: int, doc: dict[str, Any]) -> ProcessRun:
@@ -133,6 +137,8 @@ class ProcessRun:
             telemetry_end=doc.get("telemetry_end") or {},
             machine=doc.get("machine") or {},
             accuracy=doc.get("accuracy"),
+            batch_size=doc.get("batch_size"),
+            inputs=tuple(doc.get("inputs") or ()),
         )
 
     @property
@@ -172,6 +178,16 @@ class Measurement:
             if p.machine:
                 return p.machine
         return {}
+
+    @property
+    def batch_size(self) -> int:
+        """Items per call as measured: the runner's count, not the --batch asked (a --shape can fix it)."""
+        return next((p.batch_size for p in self.ok_processes if p.batch_size), self.spec.batch_size)
+
+    @property
+    def inputs_fed(self) -> str:
+        """What the runner fed each input, as one cell (empty when no process got that far)."""
+        return next((describe_fed(list(p.inputs)) for p in self.processes if p.inputs), "")
 
     def summary(self) -> Summary | None:
         runs = self.ok_processes

@@ -21,8 +21,13 @@ def positive_float(text: str) -> float:
 
 def shape_arg(text: str) -> tuple[str, tuple[int, ...]]:
     name, sep, dims = text.partition("=")
+    parts = [d.strip() for d in dims.split(",")]
+    placeholders = [d for d in parts if d and not d.lstrip("-").isdigit()]
+    if sep and name and placeholders and all(d.replace("_", "").isalnum() for d in placeholders):
+        raise argparse.ArgumentTypeError(f"--shape {text!r}: put a whole number, the size to measure, in place of "
+                                         f"{', '.join(placeholders)} (NAME=D0,D1,...)")
     try:
-        values = tuple(int(d) for d in dims.split(","))
+        values = tuple(int(d) for d in parts)
     except ValueError:
         values = ()
     if not sep or not name or not values or any(v <= 0 for v in values):
@@ -62,21 +67,46 @@ def add_measure_options(p: argparse.ArgumentParser) -> None:
                    help="timed calls per process, at most (10000)")
     p.add_argument("--timeout", type=positive_float, default=120.0, metavar="S",
                    help="stop a runner process after this long (120)")
-    p.add_argument("--shape", type=shape_arg, action="append", default=[], metavar="NAME=D0,D1,...",
-                   help="size of an input with symbolic dimensions; repeatable")
+    add_input_options(p)
     p.add_argument("--cpu", type=cores_arg, default=(), metavar="CORES", help="pin runner processes to cores, e.g. 1 or 0-1")
     p.add_argument("--seed", type=int, default=0, help="random inputs and schedule order")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress lines (for CI logs)")
 
 
-def run_spec_from(args: argparse.Namespace, data: Path | None = None):
+def add_input_options(p: argparse.ArgumentParser) -> None:
+    """Flags that give the model's inputs their sizes and values (shared by bench and compare)."""
+    from harness.inputs import VALUE_HELP
+
+    p.add_argument("--data", type=Path, metavar="D.npz",
+                   help="arrays named after the model's inputs (x for a one-input model) feed the timed calls; "
+                        "labels y add accuracy")
+    p.add_argument("--input", action="append", default=[], metavar="NAME=VALUE",
+                   help=f"the value of one input: {VALUE_HELP} (integer, bool and scalar inputs need one); "
+                        "repeatable")
+    p.add_argument("--shape", type=shape_arg, action="append", default=[], metavar="NAME=D0,D1,...",
+                   help="size of an input with symbolic dimensions; repeatable")
+
+
+def inputs_from(args: argparse.Namespace) -> tuple[Path | None, tuple]:
+    """The checked --data file and --input values."""
+    from harness.inputs import parse_inputs
+
+    data = args.data
+    if data is not None and not data.is_file():
+        raise EdgebenchError(f"--data {data}: no such file; give an .npz with arrays named after the model's "
+                             "inputs (or x) and labels y")
+    return data, parse_inputs(args.input)
+
+
+def run_spec_from(args: argparse.Namespace):
     from harness.measurement import RunSpec
 
+    data, values = inputs_from(args)
     return RunSpec(
         batch_size=args.batch, threads=args.threads, processes=args.processes, min_time_s=args.min_time,
         max_time_s=max(args.max_time, args.min_time), min_iterations=args.min_iterations,
         max_iterations=max(args.max_iterations, args.min_iterations), timeout_s=args.timeout,
-        shapes=tuple(args.shape), cpu_affinity=tuple(args.cpu), data=data, seed=args.seed,
+        shapes=tuple(args.shape), cpu_affinity=tuple(args.cpu), data=data, seed=args.seed, inputs=values,
     )
 
 

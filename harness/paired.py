@@ -19,6 +19,7 @@ import numpy as np
 
 from harness.compare_stats import DEFAULT_THRESHOLD, Comparison, SequentialRule, compare_rounds
 from harness.bench import PERMANENT_FAILURES
+from harness.inputs import InputValue, runner_inputs
 from targets.errors import EdgebenchError
 
 _MAX_FAILED_ROUNDS = 3
@@ -41,6 +42,8 @@ class PairedOptions:
     shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
     seed: int = 0
     timeout_s: float = 120.0
+    inputs: tuple[InputValue, ...] = ()
+    data: Path | None = None
 
     def __post_init__(self) -> None:
         checks = [
@@ -56,12 +59,12 @@ class PairedOptions:
                 raise EdgebenchError(message)
 
     def runner_spec(self, files: dict[str, str], keys: Sequence[str], seed: int) -> dict[str, Any]:
+        inputs = runner_inputs(self.inputs, self.data, self.shapes, seed)
         return {
-            "mode": "paired", "files": files, "models": list(keys), "block_size": self.block_size,
-            "drop_per_block": self.drop_per_block, "n_blocks": self.n_blocks, "min_time_s": self.round_time_s,
-            "max_time_s": max(self.round_time_s * 4, 10.0), "inputs": {"seed": seed},
-            "shapes": {name: list(dims) for name, dims in self.shapes}, "intra_op_threads": self.threads,
-            "inter_op_threads": 1,
+            **inputs, "mode": "paired", "files": {**files, **inputs["files"]}, "models": list(keys),
+            "block_size": self.block_size, "drop_per_block": self.drop_per_block, "n_blocks": self.n_blocks,
+            "min_time_s": self.round_time_s, "max_time_s": max(self.round_time_s * 4, 10.0),
+            "intra_op_threads": self.threads, "inter_op_threads": 1,
         }
 
 

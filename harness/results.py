@@ -100,6 +100,7 @@ class SummaryRow:
     build_accuracy: float | None = None
     accuracy_where: str | None = None
     cpu_features: str | None = None
+    inputs: str = ""  # what each input was fed: name:dtype[shape]:source(=value); sources data, constant, random
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,7 @@ def summary_row(m: Measurement, warnings: Iterable[str] = ()) -> SummaryRow:
         model=m.model,
         variant=m.variant,
         artifact_sha256=m.artifact_sha256,
-        batch_size=m.spec.batch_size,
+        batch_size=m.batch_size,
         threads=m.spec.threads,
         n_processes=len(ok),
         n_samples=s.n if s else 0,
@@ -216,13 +217,14 @@ def summary_row(m: Measurement, warnings: Iterable[str] = ()) -> SummaryRow:
         build_accuracy=_round(facts.get("accuracy")),
         accuracy_where=("target" if measured else "build machine") if quality.get("accuracy") is not None else None,
         cpu_features=features_text(machine.get("cpu_features")) if machine else None,
+        inputs=m.inputs_fed,
     )
 
 
 def sample_rows(m: Measurement) -> Iterator[tuple]:
     """samples.csv rows as tuples in SAMPLE_COLUMNS order (one per timed call: no per-row objects)."""
     for p in m.ok_processes:
-        head = (SCHEMA_VERSION, m.run_id, m.target, m.variant, m.spec.batch_size, m.spec.threads, p.index)
+        head = (SCHEMA_VERSION, m.run_id, m.target, m.variant, m.batch_size, m.spec.threads, p.index)
         for i, value in enumerate(p.latencies_ms):
             yield head + (i, round(value, 6))
 
@@ -333,8 +335,8 @@ def pyperf_name(m: Measurement) -> str:
     parts = [m.variant]
     if m.target != "local":
         parts.append(f"@{m.target}")
-    if m.spec.batch_size != 1:
-        parts.append(f"b{m.spec.batch_size}")
+    if m.batch_size != 1:
+        parts.append(f"b{m.batch_size}")
     if m.spec.threads:
         parts.append(f"t{m.spec.threads}")
     return " ".join(parts)

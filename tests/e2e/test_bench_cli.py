@@ -182,3 +182,59 @@ def test_an_interrupted_bench_reuses_its_journaled_processes(tmp_path):
     assert len(journal.read_text().splitlines()) == 4  # only the missing processes ran
     row = pd.read_csv(out / "summary.csv").iloc[0]
     assert row["n_processes"] == 4
+
+
+def test_a_streaming_model_runs_on_the_values_given_and_says_what_was_fed(tmp_path):
+    import numpy as np
+
+    model = onnx_models.streaming(tmp_path / "stream.onnx")
+    out = tmp_path / "out"
+    proc = edgebench("bench", model, "--out", out, *FAST)
+    assert_one_line_error(proc, "--shape input=1,D1 --shape state=2,D2,8", "--input sr=VALUE")
+    np.save(tmp_path / "state.npy", np.zeros((2, 1, 8), np.float32))
+    given = ["--shape", "input=1,576", "--input", f"state={tmp_path / 'state.npy'}"]
+    proc = edgebench("bench", model, *given, "--input", "sr=16000", "--out", out, *FAST)
+    assert proc.returncode == 0, proc.stderr
+    row = pd.read_csv(out / "summary.csv").iloc[0]  # the failed row was dropped and measured again
+    assert row["status"] == "ok" and row["batch_size"] == 1
+    assert row["inputs"] == "input:float32[1x576]:random; state:float32[2x1x8]:constant=state.npy; sr:int64[]:constant=16000"
+    # another sample rate is another measurement, not "already measured"
+    proc = edgebench("bench", model, *given, "--input", "sr=8000", "--out", out, *FAST)
+    assert proc.returncode == 0 and "already measured" not in proc.stdout, proc.stderr
+    fed = pd.read_csv(out / "summary.csv")["inputs"]
+    assert sorted(v.split("sr:int64[]:")[1] for v in fed) == ["constant=16000", "constant=8000"]
+
+
+def test_batch_size_is_the_batch_measured(tmp_path):
+    model = onnx_models.mlp(tmp_path / "mlp.onnx")
+    out = tmp_path / "out"
+    for extra in (["--shape", "x=1,1,8,8"], []):
+        proc = edgebench("bench", model, "--batch", "4", *extra, "--out", out, *FAST)
+        assert proc.returncode == 0, proc.stderr
+    summary = pd.read_csv(out / "summary.csv")
+    fixed, batched = summary.iloc[0], summary.iloc[1]
+    assert fixed["batch_size"] == 1 and "--batch 4 did not apply" in fixed["warnings"]
+    assert fixed["inputs"] == "x:float32[1x1x8x8]:random"
+    assert batched["batch_size"] == 4 and batched["inputs"] == "x:float32[4x1x8x8]:random"
+    samples = pd.read_csv(out / "samples.csv")
+    assert sorted(samples["batch_size"].unique()) == [1, 4]
+
+
+def test_data_arrays_named_after_the_inputs_feed_a_two_input_model(tmp_path):
+    import numpy as np
+
+    model = onnx_models.two_inputs(tmp_path / "add.onnx")
+    a = np.eye(3, dtype=np.float32)[[0, 1, 2, 2]]
+    np.savez(tmp_path / "d.npz", a=a, b=np.zeros_like(a), y=np.array([0, 1, 2, 2]))
+    out = tmp_path / "out"
+    proc = edgebench("bench", model, "--data", tmp_path / "d.npz", "--batch", "2", "--out", out, *FAST)
+    assert proc.returncode == 0, proc.stderr
+    row = pd.read_csv(out / "summary.csv").iloc[0]
+    assert row["inputs"] == "a:float32[2x3]:data; b:float32[2x3]:data" and row["accuracy"] == 1.0
+
+
+def test_a_bad_input_value_is_one_line(tmp_path):
+    model = onnx_models.streaming(tmp_path / "stream.onnx")
+    assert_one_line_error(edgebench("bench", model, "--input", "sr=sixteen"), "--input sr=sixteen", ".npy")
+    proc = edgebench("bench", model, "--shape", "input=1,D1")
+    assert proc.returncode == 2 and "in place of D1" in proc.stderr
