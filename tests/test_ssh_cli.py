@@ -6,6 +6,7 @@ import json
 import time
 
 import pandas as pd
+import pytest
 
 from tests import onnx_models
 from tests.e2e.test_bench_cli import FAST, assert_one_line_error, edgebench
@@ -50,3 +51,20 @@ def test_compare_runs_its_paired_rounds_on_a_remote_board(loopback_sshd, tmp_pat
     assert proc.returncode == 0, proc.stderr
     (row,) = pd.read_csv(out / "comparison.csv").to_dict("records")
     assert row["target"] == loopback_sshd.alias and row["verdict"] == "slower" and row["ratio_ci95_low"] > 1
+
+
+@pytest.mark.ssh
+def test_input_values_travel_to_the_board_like_models(loopback_sshd, tmp_path):
+    """A .npy given with --input is copied to the board; both targets report feeding the same values."""
+    import numpy as np
+
+    model = onnx_models.streaming(tmp_path / "stream.onnx")
+    np.save(tmp_path / "state.npy", np.zeros((2, 1, 8), np.float32))
+    out = tmp_path / "out"
+    proc = edgebench("bench", model, "--shape", "input=1,64", "--input", f"state={tmp_path / 'state.npy'}",
+                     "--input", "sr=16000", "--target", "local", "--target", loopback_sshd.alias,
+                     "--ssh-config", loopback_sshd.ssh_config, "--out", out, *FAST)
+    assert proc.returncode == 0, proc.stderr
+    fed = pd.read_csv(out / "summary.csv").set_index("target")["inputs"]
+    assert fed["local"] == fed[loopback_sshd.alias] == (
+        "input:float32[1x64]:random; state:float32[2x1x8]:constant=state.npy; sr:int64[]:constant=16000")
