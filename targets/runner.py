@@ -490,7 +490,8 @@ def _value_file(spec, key, name):
     try:
         return np.load(path, allow_pickle=False)
     except Exception as exc:  # noqa: BLE001
-        raise RunnerError("bad_input", "--input %s=%s: not a .npy array file (%s)" % (name, os.path.basename(path), exc))
+        raise RunnerError("bad_input", "--input %s=%s: not a .npy array file (%s)"
+                          % (name, os.path.basename(path), exc))
 
 
 def _as_dtype(array, dtype, what):
@@ -508,7 +509,8 @@ def _constant(name, dtype, shape, value):
     import numpy as np
 
     if _integral(dtype) and float(value) != int(value):
-        raise RunnerError("bad_input", "--input %s=%s: input %r is %s; give a whole number" % (name, value, name, dtype))
+        raise RunnerError("bad_input", "--input %s=%s: input %r is %s; give a whole number"
+                          % (name, value, name, dtype))
     try:
         return np.full(shape, value, dtype=dtype)
     except (OverflowError, ValueError) as exc:
@@ -767,7 +769,8 @@ def evaluate(session, plan, spec, chunk=64):
     n = len(labels)
     for name, rows in plan.samples.items():
         if len(rows) != n:
-            raise RunnerError("bad_data", "the data for input %r has %d rows but y has %d labels" % (name, len(rows), n))
+            raise RunnerError("bad_data", "the data for input %r has %d rows but y has %d labels"
+                              % (name, len(rows), n))
     inputs = session.get_inputs()
     single = len(inputs) == 1 and not _fixed(inputs[0].shape[0])
     step = chunk if single else len(plan.feeds[next(iter(plan.samples))])
@@ -778,7 +781,9 @@ def evaluate(session, plan, spec, chunk=64):
         m = min(step, n - start)
         for name, rows in plan.samples.items():
             part = rows[start:start + step]
-            feeds[name] = part if single or m == step else np.concatenate([part, np.repeat(part[-1:], step - m, axis=0)])
+            if not single and m < step:  # a fixed-size call: pad with the last row, its predictions dropped
+                part = np.concatenate([part, np.repeat(part[-1:], step - m, axis=0)])
+            feeds[name] = part
         try:
             out = session.run([output], feeds)[0]
         except Exception as exc:  # noqa: BLE001

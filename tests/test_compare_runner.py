@@ -38,7 +38,8 @@ def test_shape_overrides_and_values_apply_to_the_models_that_have_the_input(tmp_
     assert doc["status"] == "ok", doc["error"]
     doc = paired({"ids": ids, "mlp": mlp}, shapes={"ids": [1, 7], "nope": [1]}, values={"ids": {"random": True}})
     assert doc["status"] == "bad_shape" and "nope" in doc["error"]
-    doc = paired({"ids": ids, "mlp": mlp}, shapes={"ids": [1, 7]}, values={"ids": {"random": True}, "sr": {"constant": 1}})
+    doc = paired({"ids": ids, "mlp": mlp}, shapes={"ids": [1, 7]},
+                 values={"ids": {"random": True}, "sr": {"constant": 1}})
     assert doc["status"] == "bad_input" and "sr" in doc["error"]
 
 

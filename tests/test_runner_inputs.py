@@ -79,7 +79,8 @@ def test_a_npy_value_sets_the_shape_and_a_number_fills_a_tensor(tmp_path, stream
              values={"state": {"file": "s"}, "sr": {"constant": 16000}})
     assert p.feeds["state"].dtype == np.float32 and np.array_equal(p.feeds["state"], state)
     assert p.report[1]["value"] == "state.npy"
-    p = plan(stream, shapes={"input": [1, 4], "state": [2, 1, 8]}, values={"state": {"constant": 0}, "sr": {"constant": 1}})
+    p = plan(stream, shapes={"input": [1, 4], "state": [2, 1, 8]},
+             values={"state": {"constant": 0}, "sr": {"constant": 1}})
     assert not p.feeds["state"].any() and p.feeds["state"].shape == (2, 1, 8)
     np.save(tmp_path / "sr.npy", np.array(16000.5))
     err = failure(stream, files={"s": str(tmp_path / "sr.npy")}, shapes={"input": [1, 4], "state": [2, 1, 8]},

@@ -197,7 +197,8 @@ def test_a_streaming_model_runs_on_the_values_given_and_says_what_was_fed(tmp_pa
     assert proc.returncode == 0, proc.stderr
     row = pd.read_csv(out / "summary.csv").iloc[0]  # the failed row was dropped and measured again
     assert row["status"] == "ok" and row["batch_size"] == 1
-    assert row["inputs"] == "input:float32[1x576]:random; state:float32[2x1x8]:constant=state.npy; sr:int64[]:constant=16000"
+    assert row["inputs"] == ("input:float32[1x576]:random; state:float32[2x1x8]:constant=state.npy; "
+                             "sr:int64[]:constant=16000")
     # another sample rate is another measurement, not "already measured"
     proc = edgebench("bench", model, *given, "--input", "sr=8000", "--out", out, *FAST)
     assert proc.returncode == 0 and "already measured" not in proc.stdout, proc.stderr
