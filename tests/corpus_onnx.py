@@ -17,7 +17,8 @@ RAPIDOCR = "rapidocr-onnxruntime==1.4.4"
 NUDENET = "nudenet==3.4.2"
 SILERO = "silero-vad==6.2.3"
 
-_SILERO_16K = ("--shape", "input=1,576", "--input", "sr=16000")
+_CHUNK = ("--shape", "input=1,576")  # 512 new samples + 64 of context at 16 kHz
+_REAL_USE = ("--input", "state=0", "--input", "sr=16000")  # a fresh stream's zero state, the 16 kHz branch
 
 
 @dataclass(frozen=True)
@@ -37,25 +38,25 @@ class OnnxCase:
 
 CASES = (
     OnnxCase("ppocr-det", RAPIDOCR, "ch_PP-OCRv4_det_infer.onnx", ("--shape", "x=1,3,640,640"),
-             "text detector, 4 symbolic dims (3 named p2o.*)"),
+             "text detector; 3 symbolic dims named p2o.*"),
     OnnxCase("ppocr-rec", RAPIDOCR, "ch_PP-OCRv4_rec_infer.onnx", ("--shape", "x=1,3,48,320"),
-             "text recogniser, named and '?' dims"),
+             "text recogniser; named and '?' dims"),
     OnnxCase("ppocr-cls", RAPIDOCR, "ch_ppocr_mobile_v2.0_cls_infer.onnx", ("--shape", "x=1,3,48,192"),
-             "text orientation, unnamed dims"),
+             "text direction; unnamed and '?' dims"),
     OnnxCase("nudenet-320n", NUDENET, "320n.onnx", ("--shape", "images=1,3,320,320"),
-             "YOLO-style detector, height/width dims"),
+             "YOLO-style detector; batch/height/width dims"),
     OnnxCase("silero-vad", SILERO, "silero_vad.onnx",
-             (*_SILERO_16K, "--shape", "state=2,1,128", "--input", "state=0"),
-             "streaming audio: state tensor, int64 scalar sr, unnamed dims"),
-    OnnxCase("silero-vad-op15", SILERO, "silero_vad_16k_op15.onnx", (*_SILERO_16K, "--input", "state=0"),
-             "same with named dims: state's `batch` follows input's"),
-    OnnxCase("silero-vad-ifless", SILERO, "silero_vad_op18_ifless.onnx", (*_SILERO_16K, "--input", "state=0"),
-             "opset 18, no If node"),
-    OnnxCase("silero-vad-half", SILERO, "silero_vad_half.onnx", ("--shape", "input=1,576", "--input", "state=0"),
+             (*_CHUNK, "--shape", "state=2,1,128", *_REAL_USE),
+             "streaming audio; state tensor, int64 scalar sr, unnamed dims"),
+    OnnxCase("silero-vad-op15", SILERO, "silero_vad_16k_op15.onnx", (*_CHUNK, *_REAL_USE),
+             "the same, named dims: state's `batch` follows input's"),
+    OnnxCase("silero-vad-ifless", SILERO, "silero_vad_op18_ifless.onnx", (*_CHUNK, *_REAL_USE),
+             "the same, opset 18 without If nodes"),
+    OnnxCase("silero-vad-half", SILERO, "silero_vad_half.onnx", (*_CHUNK, "--input", "state=0"),
              "16 kHz only, no sr input"),
     OnnxCase("silero-vad-sequence", SILERO, "silero_vad_16k_sequence.onnx", ("--input", "h=0", "--input", "c=0"),
-             "chunks along the first axis, LSTM h/c state"),
-    OnnxCase("silero-vad-openvino", SILERO, "silero_vad_openvino_16k.onnx", ("--input", "state=0",),
+             "chunks along the first axis; LSTM h/c state"),
+    OnnxCase("silero-vad-openvino", SILERO, "silero_vad_openvino_16k.onnx", ("--input", "state=0"),
              "all sizes fixed"),
 )
 
