@@ -37,9 +37,6 @@ class InputValue:
             return [self.name, "npy", self.sha256]
         return [self.name, "number", self.number]
 
-    def describe(self) -> str:
-        return f"{self.name}=" + ("random" if self.random else str(self.path) if self.path else str(self.number))
-
 
 def input_value(name: str, raw: Any, base: Path | None = None, where: str = "--input") -> InputValue:
     """Check one input value given as text (a flag) or as a TOML value; relative files are under `base`."""
