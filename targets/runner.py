@@ -24,6 +24,7 @@ The spec (JSON object; every key optional except where noted):
   accuracy        true: run files.data's rows through the model afterwards and count a confusion matrix
                   against its `y` (skipped when the file has no `y`)
   models, block_size, n_blocks, drop_per_block   paired mode: alternate models in blocks of calls
+  block_time_s    paired mode: a block of a slow model holds fewer calls, so that it lasts about this long
 
 The output's last line is the JSON document; exit code 0 when status is "ok", 3 when the runner
 reports a failure of its own (status is a short error class, error the message).
@@ -835,6 +836,21 @@ def _paired_sessions(spec, keys):
     return sessions, feeds, outputs
 
 
+def block_plan(block, drop, block_time_ns, call_ns):
+    """(calls per block, calls dropped from its start) for a model whose warm call takes `call_ns`.
+
+    Without `block_time_ns`, every block is `block` calls with `drop` dropped. With it, a slow model's
+    block holds only the calls that fill about that time (at least 2), and the drop shrinks in
+    proportion but never below 1: the first call after the other model ran still re-warms the cache.
+    At 50 ms a call, 40-call blocks made one round take 12 s and only 1-4 rounds fit in a minute.
+    """
+    if not block_time_ns or call_ns <= 0:
+        return block, drop
+    calls = min(block, max(2, -(-block_time_ns // call_ns)))
+    dropped = min(drop, max(1, drop * calls // block)) if drop else 0
+    return max(calls, dropped + 1), dropped
+
+
 def paired(spec):
     """Alternate several models in blocks of calls in this one process (A/B comparisons).
 
@@ -843,7 +859,8 @@ def paired(spec):
     block re-warm the cache and are dropped. Blocks run in ABBA order (neither side always goes
     first) for at least `n_blocks` blocks per model and, when `min_time_s` is given, until that much
     time has passed (a slow model on a board needs fewer blocks than a fast one); always an even
-    number, so each model leads equally often.
+    number, so each model leads equally often. `max_time_s` ends the blocks early (after a whole
+    ABBA cycle), and `block_time_s` sizes each model's blocks from its warm-up calls (see block_plan).
     """
     _need_runtime()
     keys = list(spec.get("models") or [])
@@ -857,16 +874,24 @@ def paired(spec):
                                       "and n_blocks >= 1 (got %d, %d, %d)" % (block, drop, n_blocks))
     min_ns = int(float(spec.get("min_time_s", 0.0)) * 1e9)
     max_ns = int(float(spec.get("max_time_s", 60.0)) * 1e9)
+    block_time_ns = int(float(spec.get("block_time_s") or 0.0) * 1e9)
     sessions, feeds, outputs = _paired_sessions(spec, keys)
     order = list(range(len(keys)))
     clock = time.perf_counter_ns
+    plan = []
     for i in order:  # warm every model before any timing; the first call may fail on bad inputs
         try:
+            warm_start = clock()
             for _ in range(drop + 1):
+                t0 = clock()
                 sessions[i].run(outputs[i], feeds[i])
+                call_ns = clock() - t0
+                if block_time_ns and clock() - warm_start >= block_time_ns:
+                    break  # a slow model: a few of its calls warm it as well as drop + 1
         except Exception as exc:  # noqa: BLE001
             raise RunnerError("run_failed", "inference of %s failed with inputs %s: %s" % (
                 keys[i], ", ".join("%s%s" % (k, list(v.shape)) for k, v in feeds[i].items()), _ort_message(exc)))
+        plan.append(block_plan(block, drop, block_time_ns, call_ns))
     blocks = {k: [] for k in keys}
     gc_was_enabled = gc.isenabled()
     gc.disable()
@@ -877,12 +902,13 @@ def paired(spec):
             sequence = order if b % 2 == 0 else order[::-1]  # ABBA: neither side always goes first
             for i in sequence:
                 sess, fd, out = sessions[i], feeds[i], outputs[i]
+                calls, dropped = plan[i]
                 times = []
-                for _ in range(block):
+                for _ in range(calls):
                     t0 = clock()
                     sess.run(out, fd)
                     times.append(clock() - t0)
-                blocks[keys[i]].append(times[drop:])
+                blocks[keys[i]].append(times[dropped:])
             b += 1
             elapsed = clock() - start
             if b % 2 == 0 or n_blocks == 1:
@@ -892,7 +918,8 @@ def paired(spec):
         if gc_was_enabled:
             gc.enable()
     return {"mode": "paired", "models": keys, "block_size": block, "drop_per_block": drop, "n_blocks": b,
-            "blocks_ns": blocks}
+            "block_calls": {k: plan[i][0] for i, k in enumerate(keys)},
+            "block_dropped": {k: plan[i][1] for i, k in enumerate(keys)}, "blocks_ns": blocks}
 
 
 def main(argv):

@@ -160,3 +160,16 @@ def streaming(path: Path, width: int = 8, named: bool = False) -> Path:
                           [helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, 1]),
                            helper.make_tensor_value_info("stateN", TensorProto.FLOAT, [2, batch, width])], [one])
     return _save(g, path)
+
+
+def matmul_chain(path: Path, depth: int, size: int = 512, seed: int = 0) -> Path:
+    """`depth` MatMuls of a size x size activation by one shared size x size weight: a slow model
+    (tens of ms per call at depth 8) with a small file; twice the depth is about twice the time."""
+    rng = np.random.default_rng(seed)
+    # scaled so the activations neither vanish nor overflow along the chain
+    w = numpy_helper.from_array((rng.standard_normal((size, size)) / np.sqrt(size)).astype(np.float32), "w")
+    names = ["x"] + [f"h{i}" for i in range(1, depth)] + ["y"]
+    nodes = [helper.make_node("MatMul", [names[i], "w"], [names[i + 1]]) for i in range(depth)]
+    g = helper.make_graph(nodes, "matmul_chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [size, size])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [size, size])], [w])
+    return _save(g, path)

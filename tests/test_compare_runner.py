@@ -61,3 +61,28 @@ def test_bad_block_settings_are_reported(tmp_path):
     a = onnx_models.identity(tmp_path / "a.onnx")
     doc = paired({"a": a, "b": a}, block_size=4, drop_per_block=4)
     assert doc["status"] == "bad_spec" and "drop_per_block" in doc["error"]
+
+
+def test_block_plan_gives_slow_models_short_blocks():
+    from targets.runner import block_plan
+
+    ms = 1_000_000
+    assert block_plan(40, 5, 0, 50 * ms) == (40, 5)  # no block time: the blocks asked for
+    assert block_plan(40, 5, 250 * ms, 1 * ms) == (40, 5)  # a fast model fills 40 calls long before
+    assert block_plan(40, 5, 250 * ms, 25 * ms) == (10, 1)
+    assert block_plan(40, 5, 250 * ms, 50 * ms) == (5, 1)
+    assert block_plan(40, 5, 250 * ms, 2000 * ms) == (2, 1)  # never fewer than one timed call
+    assert block_plan(40, 0, 250 * ms, 2000 * ms) == (2, 0)
+
+
+def test_a_slow_model_gets_short_blocks_and_the_round_ends_on_time(tmp_path):
+    slow = onnx_models.matmul_chain(tmp_path / "slow.onnx", depth=8)  # tens of ms a call
+    fast = onnx_models.mlp(tmp_path / "fast.onnx")
+    doc = paired({"slow": slow, "fast": fast}, block_size=40, drop_per_block=5, n_blocks=6, block_time_s=0.1,
+                 max_time_s=0.3)
+    assert doc["status"] == "ok", doc["error"]
+    calls, dropped = doc["block_calls"]["slow"], doc["block_dropped"]["slow"]
+    assert 2 <= calls <= 10 and dropped == 1
+    assert (doc["block_calls"]["fast"], doc["block_dropped"]["fast"]) == (40, 5)
+    assert all(len(block) == calls - 1 for block in doc["blocks_ns"]["slow"])
+    assert 2 <= doc["n_blocks"] < 6 and doc["n_blocks"] % 2 == 0  # the time cap ended it before 6 blocks
