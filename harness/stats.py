@@ -164,6 +164,15 @@ def stability_warnings(
             f"{summary.outliers} of {summary.n} calls ({summary.outliers / summary.n:.0%}) are outliers: "
             "something else ran on the cores; pin cores with --cpu"
         )
-    if load_avg is not None and cores and load_avg > cores:
-        out.append(f"load average {load_avg:.1f} exceeds the {cores} cores: results are dominated by other work")
+    busy_machine = load_warning(load_avg, cores)
+    if busy_machine:
+        out.append(busy_machine)
     return out
+
+
+def load_warning(load_avg: float | None, cores: int | None, remedy: str = "") -> str | None:
+    """The busy-machine warning of bench and compare: a load average above the core count, or None."""
+    if load_avg is None or not cores or load_avg <= cores:
+        return None
+    return (f"load average {load_avg:.1f} exceeds the {cores} cores: results are dominated by other work"
+            + (f"; {remedy}" if remedy else ""))

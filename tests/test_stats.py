@@ -74,6 +74,15 @@ def test_stability_warnings_name_the_remedy():
     assert any("only 3 timed calls" in w for w in stats.stability_warnings(few))
 
 
+def test_a_load_above_the_cores_is_a_warning_with_its_remedy():
+    text = stats.load_warning(5.2, 2, "close other work")
+    assert text == "load average 5.2 exceeds the 2 cores: results are dominated by other work; close other work"
+    assert stats.load_warning(1.9, 2) is None and stats.load_warning(None, 2) is None
+    assert stats.load_warning(5.2, None) is None  # cores unknown: no claim
+    summary = stats.summarize([[1.0, 1.01, 0.99] * 10])
+    assert stats.stability_warnings(summary, load_avg=5.2, cores=2) == [stats.load_warning(5.2, 2)]
+
+
 def test_summary_refuses_no_samples():
     with pytest.raises(ValueError):
         stats.summarize([[]])
