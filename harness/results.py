@@ -302,6 +302,18 @@ def read_csv_rows(path: Path) -> list[dict[str, str]]:
     return rows
 
 
+def read_journal(folder: Path) -> Iterator[dict[str, Any]]:
+    """The records of a run folder's processes.jsonl (none when it has none), in the order written."""
+    path = Path(folder) / JOURNAL
+    if not path.exists():
+        return
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            yield json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a crash: that process simply counts as not measured
+
+
 # ---------------------------------------------------------------- pyperf
 
 

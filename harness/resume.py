@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 
 from harness.bench import BenchItem
 from harness.measurement import ProcessRun, RunSpec, settings_hash
-from harness.results import (JOURNAL, SAMPLE_COLUMNS, SAMPLES_CSV, SUMMARY_COLUMNS, SUMMARY_CSV,
-                             atomic_write_text, read_csv_rows)
+from harness.results import (SAMPLE_COLUMNS, SAMPLES_CSV, SUMMARY_COLUMNS, SUMMARY_CSV, atomic_write_text,
+                             read_csv_rows, read_journal)
 from targets.base import Target
 
 
@@ -23,18 +22,12 @@ class RunState:
         path = self.out_dir / SUMMARY_CSV
         self.rows = read_csv_rows(path) if path.exists() else []
         self._journal: dict[tuple[str, str, str], dict[int, ProcessRun]] = {}
-        journal = self.out_dir / JOURNAL
-        if journal.exists():
-            for line in journal.read_text(encoding="utf-8").splitlines():
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut short by a crash: that process is simply measured again
-                if rec.get("result", {}).get("status") != "ok":
-                    continue
-                key = (rec["target"], rec["sha256"], settings_hash(rec["settings"]))
-                index = int(rec["process_index"])
-                self._journal.setdefault(key, {})[index] = ProcessRun.from_runner(index, rec["result"])
+        for rec in read_journal(self.out_dir):  # a line cut short by a crash is simply measured again
+            if rec.get("result", {}).get("status") != "ok":
+                continue
+            key = (rec["target"], rec["sha256"], settings_hash(rec["settings"]))
+            index = int(rec["process_index"])
+            self._journal.setdefault(key, {})[index] = ProcessRun.from_runner(index, rec["result"])
 
     def drop_failed(self) -> int:
         """Remove failed rows (and any samples of them) so they are measured again; returns how many."""
