@@ -193,12 +193,18 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="'same' when the ratio's confidence interval lies within +-F (default 0.02 = 2%%)")
     p.add_argument("--max-time", type=positive_float, default=60.0, metavar="S",
                    help="stop adding rounds after this many seconds (60)")
+    p.add_argument("--precision", type=float, default=0.0, metavar="F",
+                   help="after the verdict, add rounds until its interval is at most about +-F wide "
+                        "(0.05 = +-5%%), or --max-time runs out (default 0: stop at the verdict)")
     p.add_argument("--min-rounds", type=int, default=9, metavar="N",
                    help="rounds (fresh processes) before the first verdict (9)")
     p.add_argument("--block-size", type=int, default=40, metavar="N", help="calls per block of one model (40)")
     p.add_argument("--drop", type=int, default=5, metavar="N", help="first calls of each block not counted (5)")
     p.add_argument("--round-time", type=positive_float, default=0.5, metavar="S",
                    help="timed seconds per round, at least (0.5); blocks are added until it has passed")
+    p.add_argument("--block-time", type=positive_float, default=0.25, metavar="S",
+                   help="a slow model's block holds only the calls that fill about this long (0.25), so that "
+                        "enough rounds for a verdict fit in --max-time")
     p.add_argument("--threads", type=int, metavar="N", help="onnxruntime intra-op threads (default: its own)")
     add_input_options(p)
     p.add_argument("--seed", type=int, default=0, help="random inputs and round order")
@@ -271,6 +277,7 @@ def _run_paired(inputs: list[Path], args: argparse.Namespace, out: Path, progres
     data, values = inputs_from(args)
     options = PairedOptions(threshold=args.threshold, max_time_s=args.max_time, min_rounds=args.min_rounds,
                             block_size=args.block_size, drop_per_block=args.drop, round_time_s=args.round_time,
+                            block_time_s=args.block_time, precision=args.precision,
                             threads=args.threads, shapes=tuple(args.shape), seed=args.seed, timeout_s=args.timeout,
                             data=data, inputs=values)
     target = targets_from(args)[0]

@@ -330,6 +330,13 @@ class SequentialRule:
     worst case: every experiment runs to its last look, 9 looks up to 60 rounds) got a faster/slower
     verdict in 1.5-3.1% of 1,000 experiments over four seeds; at 99% it was 5%, and a 95% look after
     every round 25%. The first look needs 9 rounds: fewer cannot reach 99.5% at all (2/2^n > 0.005).
+
+    The interval reported is the one the verdict was taken from. Intervals at `decision_level` at
+    every look hold the true ratio all together in >= 97% of experiments (the false-verdict rate above
+    is the chance that one of them misses 1), so the one at whatever look stopped is an honest 95%
+    interval: a repeated confidence interval (Jennison & Turnbull, *Group Sequential Methods*, ch. 9).
+    A plain 95% interval at the stopping look is not: the comparison stopped *because* the rounds so
+    far looked decided, and rounds drift together on a shared machine (scripts/compare_coverage.py).
     """
 
     min_rounds: int = 9

@@ -11,7 +11,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,9 @@ import numpy as np
 
 from harness.compare_stats import DEFAULT_THRESHOLD, Comparison, SequentialRule, compare_rounds
 from harness.bench import PERMANENT_FAILURES
+from harness.console import format_number
 from harness.inputs import InputValue, runner_inputs
+from harness.stats import load_warning
 from targets.errors import EdgebenchError
 
 _MAX_FAILED_ROUNDS = 3
@@ -38,6 +40,8 @@ class PairedOptions:
     drop_per_block: int = 5
     n_blocks: int = 6
     round_time_s: float = 0.5
+    block_time_s: float = 0.25
+    precision: float = 0.0
     threads: int | None = None
     shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
     seed: int = 0
@@ -52,18 +56,31 @@ class PairedOptions:
             (self.min_rounds >= 6, "--min-rounds must be at least 6 (fewer rounds cannot give a 95% interval)"),
             (self.block_size >= 2, "--block-size must be at least 2"),
             (0 <= self.drop_per_block < self.block_size, "--drop must be less than --block-size"),
+            (self.block_time_s > 0, "--block-time must be positive"),
+            (0 <= self.precision < 1, "--precision must be between 0 and 1 (0.05 means an interval of about +-5%)"),
             (self.threads is None or self.threads >= 1, "--threads must be at least 1"),
         ]
         for ok, message in checks:
             if not ok:
                 raise EdgebenchError(message)
 
+    @property
+    def round_cap_s(self) -> float:
+        """Timed seconds after which a round ends its blocks (after a whole ABBA cycle).
+
+        Sized so that twice --min-rounds rounds fit in --max-time with as much time again for each
+        process's start, loading and warm-up: a slow model gets short rounds and a verdict in the
+        budget (1.7 s at the defaults). A fast model ends on --round-time long before it.
+        """
+        share = self.max_time_s / (2 * self.min_rounds) / 2
+        return min(max(self.round_time_s * 4, 10.0), max(self.round_time_s, share))
+
     def runner_spec(self, files: dict[str, str], keys: Sequence[str], seed: int) -> dict[str, Any]:
         inputs = runner_inputs(self.inputs, self.data, self.shapes, seed)
         return {
             **inputs, "mode": "paired", "files": {**files, **inputs["files"]}, "models": list(keys),
             "block_size": self.block_size, "drop_per_block": self.drop_per_block, "n_blocks": self.n_blocks,
-            "min_time_s": self.round_time_s, "max_time_s": max(self.round_time_s * 4, 10.0),
+            "min_time_s": self.round_time_s, "max_time_s": self.round_cap_s, "block_time_s": self.block_time_s,
             "intra_op_threads": self.threads, "inter_op_threads": 1,
         }
 
@@ -105,23 +122,53 @@ def flat(rounds: list[Blocks]) -> list[list[float]]:
     return [[v for block in r for v in block] for r in rounds]
 
 
+def round_order(base: Sequence[str], index: int) -> list[str]:
+    """The model order of round `index`: `base` rotated one place every two rounds, every odd round
+    the reverse of the one before (AB, BA, BA, AB, ... for two models).
+
+    Each pair of models runs in both orders in every two rounds. Who loads and leads first moved the
+    ratio here (MobileNetV2-style 96x96 vs 112x112, 400 rounds: 1.441 with the baseline first, 1.474
+    with the candidate first); a shuffled order per round left the first 9 rounds of a default
+    compare 8:1, which pulled its early ratios towards the baseline-first value.
+    """
+    k = (index // 2) % len(base)
+    order = list(base[k:]) + list(base[:k])
+    return order[::-1] if index % 2 else order
+
+
+def budget_warning(round_s: float, call_ms: dict[str, float], options: PairedOptions) -> str | None:
+    """What to say when --max-time cannot hold the rounds of a first verdict (None when it can)."""
+    need = options.min_rounds * round_s
+    if need <= options.max_time_s:
+        return None
+    calls = ", ".join(f"{name} {format_number(ms)} ms" for name, ms in call_ms.items())
+    # a quarter more than the estimate: later rounds vary, and a round is not started past the budget
+    enough = 10 * math.ceil(need * 1.25 / 10)
+    return (f"a round takes {round_s:.1f} s here (one call: {calls}) and the first verdict needs "
+            f"{options.min_rounds} rounds, about {need:.0f} s: more than --max-time {options.max_time_s:g}; "
+            f"give --max-time {enough} for a verdict")
+
+
 def run_adaptive(next_round: Callable[[], dict[str, Blocks] | None], names: Sequence[str], baseline: str,
                  options: PairedOptions, rule: SequentialRule, *, clock: Callable[[], float] = time.monotonic,
                  progress: Progress = lambda m: None) -> tuple[dict[str, list[Blocks]], list[Comparison],
                                                                float, int]:
-    """Add rounds until every candidate's verdict is decided at a look of `rule`, or time runs out.
+    """Add rounds until every candidate's verdict is decided at a look of `rule` (and its interval is
+    as narrow as --precision asks), or time runs out.
 
     `next_round()` returns each model's timed calls (ms, block by block) of one process, or None for a
     failed round.
     The next round is not started when it would likely end after --max-time (its predicted length
-    is the slowest round so far), so the command keeps its time budget.
+    is the slowest round so far), so the command keeps its time budget. When the first round shows
+    that the budget cannot hold the rounds of a first verdict, that is said at once, with the
+    --max-time that would; the rounds go on within the budget for an estimate.
     """
     candidates = [n for n in names if n != baseline]
     calls: dict[str, list[Blocks]] = {n: [] for n in names}
     start = clock()
     failed = 0
     slowest = 0.0
-    decided: list[Comparison] = []
+    late: str | None = None
     while True:
         t0 = clock()
         got = next_round()
@@ -132,21 +179,36 @@ def run_adaptive(next_round: Callable[[], dict[str, Blocks] | None], names: Sequ
             for n in names:
                 calls[n].append([list(block) for block in got[n]])
         n_rounds = len(calls[baseline])
+        if got is not None and n_rounds == 1:
+            late = budget_warning(slowest, {n: float(np.median([v for b in got[n] for v in b])) for n in names},
+                                  options)
+            if late:
+                progress(f"warning: {late}")
         if got is not None and rule.is_look(n_rounds):
-            decided = _compare_all(calls, baseline, candidates, options, rule.decision_level)
+            decided = _compare_all(calls, baseline, candidates, options, rule)
             progress(f"round {n_rounds}: " + "; ".join(f"{c.candidate} {c.ratio:.3f} {c.verdict}" for c in decided))
-            if all(c.verdict != "inconclusive" for c in decided):
+            if all(c.verdict != "inconclusive" and precise(c, options.precision) for c in decided):
                 break
         elapsed = clock() - start
         if elapsed + slowest > options.max_time_s:
             break
-    return calls, _compare_all(calls, baseline, candidates, options, rule.decision_level), clock() - start, failed
+    comparisons = _compare_all(calls, baseline, candidates, options, rule)
+    if late:
+        comparisons = [replace(c, warnings=c.warnings + (late,)) if c.verdict == "inconclusive" else c
+                       for c in comparisons]
+    return calls, comparisons, clock() - start, failed
+
+
+def precise(c: Comparison, precision: float) -> bool:
+    """The interval is at most about +-precision wide (high/low <= 1 + 2 * precision); always, for 0."""
+    return precision <= 0 or (c.ci_low > 0 and c.ci_high / c.ci_low <= 1 + 2 * precision)
 
 
 def _compare_all(calls: dict[str, list[Blocks]], baseline: str, candidates: Sequence[str],
-                 options: PairedOptions, decision_level: float) -> list[Comparison]:
+                 options: PairedOptions, rule: SequentialRule) -> list[Comparison]:
+    # the reported interval is the one the verdict is taken from (see SequentialRule)
     return [compare_rounds(round_ratios(calls, baseline, c), options.threshold, baseline=baseline, candidate=c,
-                           decision_level=decision_level) for c in candidates]
+                           decision_level=rule.decision_level, level=rule.decision_level) for c in candidates]
 
 
 def measure_paired(target: Any, paths: dict[str, Path], baseline: str, options: PairedOptions,
@@ -156,13 +218,16 @@ def measure_paired(target: Any, paths: dict[str, Path], baseline: str, options: 
     names = list(paths)
     keys = {n: f"m{i}" for i, n in enumerate(names)}
     files = {keys[n]: str(p) for n, p in paths.items()}
-    rng = random.Random(options.seed)
+    base = names[:]
+    random.Random(options.seed).shuffle(base)
     machine: dict[str, Any] = {}
+    loads: list[float] = []
+    started = [0]  # rounds started, failed ones included: the order schedule goes on through failures
     streak = [0]
 
     def next_round() -> dict[str, Blocks] | None:
-        order = names[:]
-        rng.shuffle(order)  # which model loads and leads first changes every round
+        order = round_order(base, started[0])
+        started[0] += 1
         doc = target.run(options.runner_spec(files, [keys[n] for n in order], options.seed), options.timeout_s)
         status = doc.get("status")
         if status != "ok":
@@ -177,6 +242,9 @@ def measure_paired(target: Any, paths: dict[str, Path], baseline: str, options: 
         streak[0] = 0
         if not machine:
             machine.update(doc.get("machine") or {})
+        load = (doc.get("telemetry_start") or {}).get("load_avg_1m")
+        if load is not None:
+            loads.append(float(load))
         blocks = doc.get("blocks_ns") or {}
         return {n: [[v / 1e6 for v in block] for block in blocks.get(keys[n], [])] for n in names}
 
@@ -184,4 +252,11 @@ def measure_paired(target: Any, paths: dict[str, Path], baseline: str, options: 
                                                        progress=progress)
     if not calls[baseline]:
         raise EdgebenchError(f"no round finished within --max-time {options.max_time_s:g} s; raise --max-time")
+    # Interleaving cancels a steady load, not cores too busy to run the models at all: other jobs then
+    # decide each round, and several threads per model fight them for the cores.
+    remedy = "the ratio may be far from a quiet machine's; close other work" + (
+        "" if options.threads == 1 else ", or use --threads 1")
+    busy = load_warning(max(loads, default=None), machine.get("cores"), remedy)
+    if busy:
+        comparisons = [replace(c, warnings=c.warnings + (busy,)) for c in comparisons]
     return PairedOutcome(names, calls, comparisons, elapsed, machine, failed)

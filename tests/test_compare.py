@@ -126,8 +126,23 @@ def test_a_model_that_fails_to_run_stops_at_once(tmp_path, capsys):
     assert "cannot measure these models" in err and "--shape" in err
 
 
+@pytest.mark.slow
+def test_a_slow_model_is_decided_within_the_default_budget(tmp_path, capsys):
+    """Tens of ms a call (a MatMul chain) against twice the chain: 40-call blocks made a round 12 s long
+    and left such a pair `inconclusive` after 60 s; blocks sized by call time decide it."""
+    slow = onnx_models.matmul_chain(tmp_path / "chain8.onnx", depth=8)
+    slower = onnx_models.matmul_chain(tmp_path / "chain16.onnx", depth=16)
+    out = tmp_path / "out"
+    assert main(["compare", str(slower), str(slow), "--threads", "1", "--out", str(out), "-q"]) == 0
+    (row,) = read_rows(out / "comparison.csv")
+    assert (row["baseline"], row["candidate"], row["verdict"]) == ("chain16", "chain8", "faster"), row
+    assert 0.4 < float(row["ratio_median"]) < 0.65 and int(row["n_rounds"]) >= 9
+    assert float(row["elapsed_s"]) <= 60.0
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--threshold", "1.5"], "--threshold must be between 0 and 1"),
+    (["--precision", "1.5"], "--precision must be between 0 and 1"),
     (["--min-rounds", "3"], "--min-rounds must be at least 6"),
     (["--block-size", "5", "--drop", "5"], "--drop must be less than --block-size"),
     (["--baseline", "other.onnx"], "--baseline other.onnx is none of the inputs"),

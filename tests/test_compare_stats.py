@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from harness.paired import PairedOptions, round_ratios, run_adaptive
+from harness.paired import PairedOptions, budget_warning, round_order, round_ratios, run_adaptive
 from harness.compare_stats import (
     NOT_INTERLEAVED,
     SequentialRule,
@@ -18,8 +19,11 @@ from harness.compare_stats import (
     signed_rank,
     verdict,
 )
+from tests.sshd import _load
 
 N_EXPERIMENTS = 1000
+compare_coverage = _load("edgebench_compare_coverage", Path(__file__).resolve().parents[1] / "scripts" /
+                         "compare_coverage.py")
 
 
 def simulate_rounds(rng: np.random.Generator, n_exp: int, n_rounds: int, ratio: float, calls: int = 35,
@@ -199,3 +203,68 @@ def test_a_round_is_the_median_of_its_block_pair_ratios():
     round_b = [[1.5, 1.5, 1.5], [1.5, 1.6], [1.5, 1.5]]  # the third A block ran during a burst
     calls = {"a": [round_a, [[2.0, 2.0]]], "b": [round_b, [[3.2, 2.8]]]}
     assert round_ratios(calls, "a", "b") == pytest.approx([1.5, 1.5], rel=0.05)
+
+
+def test_round_orders_are_balanced():
+    """Every pair of models in both orders within each two rounds; every model leads equally often."""
+    for base in (["A", "B"], ["A", "B", "C"]):
+        orders = [round_order(base, i) for i in range(4 * len(base))]
+        assert all(sorted(o) == sorted(base) for o in orders)
+        for i in range(0, len(orders), 2):
+            assert orders[i + 1] == orders[i][::-1]
+        leads = [o[0] for o in orders]
+        assert all(leads.count(m) == leads.count(base[0]) for m in base)
+    assert [round_order(["A", "B"], i)[0] for i in range(4)] == ["A", "B", "B", "A"]
+
+
+def test_a_budget_too_small_for_a_verdict_is_said_with_the_flag_that_fits():
+    options = PairedOptions(max_time_s=60)
+    assert budget_warning(4.0, {"a": 50.0, "b": 95.0}, options) is None  # 9 rounds of 4 s fit
+    text = budget_warning(16.0, {"a": 1000.0, "b": 2000.0}, options)
+    assert "a round takes 16.0 s" in text and "one call: a 1,000 ms, b 2,000 ms" in text and "9 rounds, about 144 s" in text
+    assert "--max-time 60" in text and "give --max-time 180" in text
+
+
+def test_slow_rounds_say_up_front_that_no_verdict_fits_and_go_on_within_the_budget():
+    clock = FakeClock()
+    said = []
+    calls, (c,), elapsed, _ = run_adaptive(synthetic_rounds(2.0, 0.02, clock, seconds=16.0), ["A", "B"], "A",
+                                           PairedOptions(max_time_s=60), SequentialRule(min_rounds=9),
+                                           clock=clock, progress=said.append)
+    assert said[0].startswith("warning: a round takes 16.0 s") and "give --max-time 180" in said[0]
+    assert len(calls["A"]) == 3 and elapsed <= 60 and c.verdict == "inconclusive"
+    assert any("give --max-time 180" in w for w in c.warnings)
+
+
+def test_precision_adds_rounds_after_the_verdict_until_the_interval_is_narrow():
+    rule = SequentialRule(min_rounds=9)
+    quick = run_adaptive(synthetic_rounds(1.37, 0.05, FakeClock()), ["A", "B"], "A", PairedOptions(max_time_s=600),
+                         rule, clock=FakeClock())[1][0]
+    clock = FakeClock()
+    narrow = run_adaptive(synthetic_rounds(1.37, 0.05, clock), ["A", "B"], "A",
+                          PairedOptions(max_time_s=600, precision=0.03), rule, clock=clock)[1][0]
+    assert quick.verdict == narrow.verdict == "slower" and quick.n_rounds == 9
+    assert quick.ci_high / quick.ci_low > 1.06 and narrow.n_rounds > 9 and rule.is_look(narrow.n_rounds)
+    assert narrow.ci_high / narrow.ci_low <= 1.06
+
+
+def test_the_reported_interval_is_the_one_the_verdict_is_taken_from():
+    """At the stopping look the interval and the verdict agree: `slower` means the interval lies above 1."""
+    clock = FakeClock()
+    _, (c,), _, _ = run_adaptive(synthetic_rounds(1.05, 0.05, clock), ["A", "B"], "A", PairedOptions(max_time_s=120),
+                                 SequentialRule(min_rounds=9), clock=clock)
+    at_decision = compare_rounds(c.round_ratios, level=0.995)
+    assert (c.ci_low, c.ci_high) == (at_decision.ci_low, at_decision.ci_high)
+    assert c.verdict == "slower" and c.ci_low > 1.0
+
+
+def test_the_interval_after_an_early_stop_holds_the_true_ratio():
+    """Simulated comparisons stopped by the real stopping code, with the noise measured here (round spread,
+    order effect, drift; see scripts/compare_coverage.py). The plain 95% interval at the stopping look,
+    after rounds in shuffled order, held the true ratio less often than 95%; what compare reports holds it."""
+    truth = 1.48  # stops at the first look (9 rounds) almost always: the case the issue saw undercover
+    after = compare_coverage.simulate(truth, 400, balanced=True, seed=3)
+    before = compare_coverage.simulate(truth, 400, balanced=False, seed=3)
+    assert sorted({o.n_rounds for o in after}) == [9]
+    assert compare_coverage.coverage(after, truth, "reported") >= 0.95
+    assert compare_coverage.coverage(before, truth, "plain95") < 0.93
