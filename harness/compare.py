@@ -40,8 +40,8 @@ class ComparisonRow:
     candidate: str
     target: str
     ratio_median: float
-    ratio_ci95_low: float
-    ratio_ci95_high: float
+    ratio_ci95_low: float | None  # None (an empty cell) when the interval has no limit on that side
+    ratio_ci95_high: float | None
     p_value: float
     n_rounds: int
     verdict: str
@@ -125,9 +125,13 @@ def comparison_row(c: Comparison, target: str, baseline_ms: Sequence[Sequence[fl
     def num(v: float, digits: int = 6) -> float:
         return round(v, digits) if math.isfinite(v) else math.nan
 
+    def limit(v: float) -> float | None:
+        # too few rounds leave the log-ratio interval at -inf/+inf, i.e. a ratio of 0 or inf: not measured
+        return round(v, 6) if math.isfinite(v) and v > 0 else None
+
     return ComparisonRow(
         baseline=c.baseline, candidate=c.candidate, target=target, ratio_median=num(c.ratio),
-        ratio_ci95_low=num(c.ci_low), ratio_ci95_high=num(c.ci_high), p_value=num(c.p_value, 8),
+        ratio_ci95_low=limit(c.ci_low), ratio_ci95_high=limit(c.ci_high), p_value=num(c.p_value, 8),
         n_rounds=c.n_rounds, verdict=c.verdict, threshold=c.threshold,
         method="paired-interleaved" if c.paired else "independent-processes",
         baseline_median_ms=med(baseline_ms), candidate_median_ms=med(candidate_ms),
@@ -171,7 +175,7 @@ def format_comparisons(rows: Sequence[ComparisonRow]) -> list[str]:
 
     def ci(r: ComparisonRow) -> str:
         lo, hi = r.ratio_ci95_low, r.ratio_ci95_high
-        return f"{lo:.3f}-{hi:.3f}" if math.isfinite(lo) and math.isfinite(hi) else "unbounded"
+        return f"{lo:.3f}-{hi:.3f}" if lo is not None and hi is not None else "unbounded"
 
     body = [[r.baseline, r.candidate, r.target, f"{r.ratio_median:.3f}", ci(r), f"{r.p_value:.2g}", str(r.n_rounds),
              r.verdict] for r in rows]

@@ -126,6 +126,17 @@ def test_a_model_that_fails_to_run_stops_at_once(tmp_path, capsys):
     assert "cannot measure these models" in err and "--shape" in err
 
 
+def test_an_unbounded_interval_limit_is_an_empty_cell(tmp_path, capsys):
+    """Three processes per side cannot give a 95% interval: its limits are 'not measured', never 0.0."""
+    a = write_results(tmp_path / "a", "fp32", [1.0, 1.02, 0.98], seed=1)
+    b = write_results(tmp_path / "b", "fp32", [1.5, 1.52, 1.48], seed=2)
+    assert main(["compare", str(a), str(b), "--out", str(tmp_path / "out")]) == 0
+    assert "unbounded" in capsys.readouterr().out
+    (row,) = read_rows(tmp_path / "out" / "comparison.csv")
+    assert (row["ratio_ci95_low"], row["ratio_ci95_high"], row["verdict"]) == ("", "", "inconclusive")
+    assert 1.4 < float(row["ratio_median"]) < 1.6
+
+
 @pytest.mark.slow
 def test_a_slow_model_is_decided_within_the_default_budget(tmp_path, capsys):
     """Tens of ms a call (a MatMul chain) against twice the chain: 40-call blocks made a round 12 s long
