@@ -18,7 +18,7 @@ import io
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,8 @@ import numpy as np
 from harness.compare_stats import DEFAULT_THRESHOLD, Comparison, compare_samples
 from targets.errors import EdgebenchError
 from harness.paired import PairedOptions, Progress, flat, measure_paired
-from harness.results import SAMPLES_CSV, SCHEMA_VERSION, atomic_write_text, new_run_id, read_csv_rows
+from harness.results import SAMPLES_CSV, SCHEMA_VERSION, atomic_write_text, new_run_id, read_csv_rows, read_journal
+from harness.stats import load_warning
 
 COMPARISON_CSV = "comparison.csv"
 
@@ -100,14 +101,56 @@ def pair_groups(a: dict[GroupKey, Any], b: dict[GroupKey, Any]) -> list[tuple[Gr
                          f"first has {sorted(k[1] for k in a)}, second {sorted(k[1] for k in b)}")
 
 
+@dataclass
+class StoredFacts:
+    """What a run folder's journal says about one (target, variant) beyond its timings."""
+
+    shapes: set[str] = field(default_factory=set)  # the inputs each process was fed, e.g. "x[1,3,96,96]"
+    load_avg: float | None = None  # the highest 1-minute load average at the start of a process
+    cores: int | None = None
+
+
+def stored_facts(folder: Path) -> dict[tuple[str, str], StoredFacts]:
+    """Per (target, variant), from processes.jsonl: the input shapes fed and the load seen (empty without it)."""
+    facts: dict[tuple[str, str], StoredFacts] = {}
+    for rec in read_journal(folder):
+        result = rec.get("result") or {}
+        if result.get("status") != "ok":
+            continue
+        f = facts.setdefault((str(rec.get("target")), str(rec.get("variant"))), StoredFacts())
+        inputs = [i for i in result.get("inputs") or [] if isinstance(i, dict)]
+        if inputs:
+            f.shapes.add(" ".join(f"{i.get('name')}[{','.join(map(str, i.get('shape') or []))}]" for i in inputs))
+        load = (result.get("telemetry_start") or {}).get("load_avg_1m")
+        if load is not None:
+            f.load_avg = max(float(load), f.load_avg or 0.0)
+        f.cores = f.cores or (result.get("machine") or {}).get("cores")
+    return facts
+
+
+def stored_warnings(name_a: str, fa: StoredFacts, name_b: str, fb: StoredFacts) -> tuple[str, ...]:
+    """A different input shape on the two sides, and a busy machine on either."""
+    out: list[str] = []
+    if fa.shapes and fb.shapes and fa.shapes != fb.shapes:
+        out.append(f"the two runs fed different input shapes ({name_a}: {' or '.join(sorted(fa.shapes))}; "
+                   f"{name_b}: {' or '.join(sorted(fb.shapes))}): the ratio compares different work, not only the "
+                   "models; measure both with the same --shape and --batch")
+    loads = [(f.load_avg, f.cores) for f in (fa, fb) if f.load_avg is not None]
+    busy = load_warning(*max(loads), "measure again when the machine is quiet") if loads else None
+    return tuple(out) + ((busy,) if busy else ())
+
+
 def compare_stored(dir_a: Path, dir_b: Path, threshold: float) -> list[tuple[Comparison, str, list, list]]:
     """Compare two result folders measurement by measurement (independent processes, not paired)."""
     a, b = load_groups(dir_a), load_groups(dir_b)
+    facts_a, facts_b = stored_facts(dir_a), stored_facts(dir_b)
     out = []
     for ka, kb in pair_groups(a, b):
         name_a = f"{dir_a.name}:{ka[1]}"
         name_b = f"{dir_b.name}:{kb[1]}"
         c = compare_samples(a[ka], b[kb], threshold, baseline=name_a, candidate=name_b, interleaved=False)
+        extra = stored_warnings(name_a, facts_a.get(ka[:2], StoredFacts()), name_b, facts_b.get(kb[:2], StoredFacts()))
+        c = replace(c, warnings=c.warnings + extra)
         target = ka[0] if ka[0] == kb[0] else f"{ka[0]} vs {kb[0]}"
         out.append((c, target, a[ka], b[kb]))
     return out

@@ -137,6 +137,25 @@ def test_an_unbounded_interval_limit_is_an_empty_cell(tmp_path, capsys):
     assert 1.4 < float(row["ratio_median"]) < 1.6
 
 
+def test_stored_runs_fed_different_input_shapes_are_flagged(tmp_path, capsys):
+    """Two real bench runs of one model with another --shape: the ratio compares different work."""
+    model = onnx_models.token_embedding(tmp_path / "embed.onnx")
+    runs = []
+    for seq in (8, 64):
+        runs.append(tmp_path / f"seq{seq}")
+        assert main(["bench", str(model), "--shape", f"ids=1,{seq}", "--processes", "4", "--min-time", "0.05",
+                     "--threads", "1", "--out", str(runs[-1]), "-q"]) == 0
+    capsys.readouterr()
+    assert main(["compare", *map(str, runs), "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert "warning: the two runs fed different input shapes (seq8:embed: ids[1,8]; seq64:embed: ids[1,64])" in printed
+    (row,) = read_rows(tmp_path / "out" / "comparison.csv")
+    assert "different input shapes" in row["warnings"]
+    # the same shape on both sides: no such warning
+    assert main(["compare", str(runs[0]), str(runs[0]), "--out", str(tmp_path / "same")]) == 0
+    assert "different input shapes" not in capsys.readouterr().out
+
+
 @pytest.mark.slow
 def test_a_slow_model_is_decided_within_the_default_budget(tmp_path, capsys):
     """Tens of ms a call (a MatMul chain) against twice the chain: 40-call blocks made a round 12 s long
