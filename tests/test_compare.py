@@ -143,8 +143,8 @@ def test_stored_runs_fed_different_input_shapes_are_flagged(tmp_path, capsys):
     runs = []
     for seq in (8, 64):
         runs.append(tmp_path / f"seq{seq}")
-        assert main(["bench", str(model), "--shape", f"ids=1,{seq}", "--processes", "4", "--min-time", "0.05",
-                     "--threads", "1", "--out", str(runs[-1]), "-q"]) == 0
+        assert main(["bench", str(model), "--shape", f"ids=1,{seq}", "--input", "ids=random", "--processes", "4",
+                     "--min-time", "0.05", "--threads", "1", "--out", str(runs[-1]), "-q"]) == 0
     capsys.readouterr()
     assert main(["compare", *map(str, runs), "--out", str(tmp_path / "out")]) == 0
     printed = capsys.readouterr().out
