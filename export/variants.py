@@ -1,7 +1,7 @@
 """Variant specs: the small language users write after `--variants` (see CONTRACT.md).
 
-A spec is ``BASE[@iter=N][+int8[:FORM]|+int8dyn]`` where BASE is ``fp32``, ``prune-l1:S``, ``prune-ch:R`` or
-``cluster:K``. Parsing is strict and happens before any long work, so a typo fails in a second, not
+A spec is ``BASE[@iter=N][+int8[:FORM]|+int8dyn]`` where BASE is ``fp32``, ``prune-l1:S``, ``prune-ch:R``,
+``cluster:K`` (one codebook of K values per layer) or ``cluster-ch:K`` (K values per output channel). Parsing is strict and happens before any long work, so a typo fails in a second, not
 after ten minutes of fine-tuning.
 """
 
@@ -21,6 +21,7 @@ VALID_FORMS = (
     "prune-ch:R (R = ratio of channels removed, 0 < R < 1)",
     "prune-ch:R@iter=N",
     "cluster:K (K = 2..256 shared values per layer)",
+    "cluster-ch:K (K = 2..256 shared values per output channel)",
     "any of these + '+int8' (static QDQ, the INT8 form chosen by accuracy then speed), "
     "'+int8:FORM' (FORM = reduce, u8s8 or s8s8, pinned) or '+int8dyn' (dynamic)",
 )
@@ -28,7 +29,7 @@ VALID_FORMS = (
 _METHODS = ("fp32", "prune-l1", "prune-ch", "cluster")
 _QUANT = ("int8", "int8dyn")
 _RE = re.compile(
-    r"^(?P<method>fp32|prune-l1|prune-ch|cluster)"
+    r"^(?P<method>fp32|prune-l1|prune-ch|cluster-ch|cluster)"
     r"(?::(?P<arg>[0-9.eE+-]+?))?"
     r"(?:@iter=(?P<iters>[0-9]+))?"
     r"(?:\+(?P<quant>int8dyn|int8)(?::(?P<form>[a-z0-9]+))?)?$"
@@ -50,6 +51,7 @@ class Variant:
     iterations: int = 1  # @iter=N; 1 means one-shot
     quant: str | None = None  # None | int8 | int8dyn
     int8_form: str | None = None  # +int8:FORM pins a form; None lets the build choose
+    codebook: str = "layer"  # cluster: one codebook per "layer" (cluster:K) or per output "channel" (cluster-ch:K)
 
     def __post_init__(self) -> None:
         if self.method not in _METHODS:
@@ -69,13 +71,15 @@ class Variant:
                 raise _reject(f"cluster:{self.clusters}", "K must be an integer from 2 to 256")
         elif self.clusters is not None:
             raise _reject(self.method, "only cluster takes K")
+        if self.codebook not in ("layer", "channel") or (self.codebook == "channel" and self.method != "cluster"):
+            raise _reject(f"{self.method}/{self.codebook}", "only cluster has a per-channel codebook (cluster-ch:K)")
         if self.iterations < 1:
             raise _reject(f"@iter={self.iterations}", "N must be at least 1")
         if self.iterations > 1 and self.method not in ("prune-l1", "prune-ch"):
             raise _reject(f"{self.method}@iter={self.iterations}", "only pruning can be iterative")
 
     def __str__(self) -> str:
-        text = self.method
+        text = "cluster-ch" if self.codebook == "channel" else self.method
         if self.amount is not None:
             text += f":{self.amount:g}"
         if self.clusters is not None:
@@ -96,7 +100,7 @@ class Variant:
     @property
     def base(self) -> "Variant":
         """The same variant without quantization (the float model that quantization starts from)."""
-        return Variant(self.method, self.amount, self.clusters, self.iterations, None)
+        return Variant(self.method, self.amount, self.clusters, self.iterations, None, codebook=self.codebook)
 
 
 def parse_variant(text: str) -> Variant:
@@ -108,6 +112,9 @@ def parse_variant(text: str) -> Variant:
     method, arg, iters, quant, form = m.group("method", "arg", "iters", "quant", "form")
     if form is not None and (quant != "int8" or form not in FORMS):
         raise _reject(text, f"an INT8 form follows +int8 and is one of {', '.join(FORMS)}")
+    codebook = "layer"
+    if method == "cluster-ch":
+        method, codebook = "cluster", "channel"
     amount: float | None = None
     clusters: int | None = None
     if method == "fp32":
@@ -124,7 +131,7 @@ def parse_variant(text: str) -> Variant:
             amount = float(arg)
         except ValueError:
             raise _reject(text, f"{arg!r} is not a number") from None
-    return Variant(method, amount, clusters, int(iters) if iters else 1, quant, form)
+    return Variant(method, amount, clusters, int(iters) if iters else 1, quant, form, codebook)
 
 
 def parse_variants(text_or_list: str | Iterable[str]) -> list[Variant]:

@@ -41,7 +41,8 @@ def describe_variant(spec: str) -> str:
     elif v.method == "prune-ch":
         steps.append(f"{v.amount:.0%} of channels physically removed")
     elif v.method == "cluster":
-        steps.append(f"{v.clusters} shared weight values per layer (k-means)")
+        per = "output channel" if v.codebook == "channel" else "layer"
+        steps.append(f"{v.clusters} shared weight values per {per} (k-means)")
     if v.iterations > 1:
         steps.append(f"in {v.iterations} prune/fine-tune steps")
     elif v.method != "fp32":
@@ -230,9 +231,11 @@ def accuracy_note(variant: str, row: pd.Series, base: pd.Series | None, parent: 
         return ""
     if base is not None and _float(base.get("accuracy")) is not None and (base["accuracy"] - acc) * 100 > 5:
         note = f" It loses {(base['accuracy'] - acc) * 100:.0f} accuracy points: too aggressive for this model."
-        if variant.startswith("cluster"):
+        if variant.startswith("cluster-ch"):
+            note += " Use more values per channel."
+        elif variant.startswith("cluster"):
             note += (" One codebook per layer cannot follow the per-channel scales that BatchNorm folding puts "
-                     "into the weights; use more clusters.")
+                     "into the weights; use cluster-ch:K (K values per output channel) or more clusters.")
         return note
     return ""
 

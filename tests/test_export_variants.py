@@ -9,6 +9,7 @@ from targets.errors import EdgebenchError
 @pytest.mark.parametrize("text", [
     "fp32", "prune-l1:0.5", "prune-l1:0.9@iter=3", "prune-ch:0.3", "prune-ch:0.5@iter=3", "cluster:16",
     "cluster:2", "cluster:256", "fp32+int8", "prune-ch:0.5+int8", "cluster:16+int8dyn", "prune-l1:0.5@iter=2+int8",
+    "cluster-ch:4", "cluster-ch:16+int8",
 ])
 def test_round_trip(text):
     v = parse_variant(text)
@@ -27,11 +28,21 @@ def test_fields_and_base():
 @pytest.mark.parametrize("text", [
     "fp16", "prune-l1", "prune-l1:1.0", "prune-l1:0", "prune-ch:-0.1", "prune-ch:abc", "cluster:1", "cluster:257",
     "cluster:3.5", "fp32:2", "cluster:16@iter=2", "fp32+int4", "prune-ch:0.5@iter=0", "", "prune-ch:0.5+int8+int8",
+    "cluster-ch:1", "cluster-ch", "prune-ch-ch:0.5",
 ])
 def test_rejects_list_valid_forms(text):
     with pytest.raises(EdgebenchError) as e:
         parse_variants([text]) if text else parse_variants(text)
     assert "Valid forms" in str(e.value) or "no variant" in str(e.value)
+
+
+def test_per_channel_cluster_is_a_cluster_with_another_codebook():
+    v = parse_variant("cluster-ch:4+int8")
+    assert (v.method, v.clusters, v.codebook, v.quant) == ("cluster", 4, "channel", "int8")
+    assert str(v.base) == "cluster-ch:4" and v.dir_name == "cluster-ch_4+int8"
+    assert parse_variant("cluster:4").codebook == "layer"
+    with pytest.raises(EdgebenchError, match="only cluster has a per-channel codebook"):
+        Variant("prune-ch", amount=0.5, codebook="channel")
 
 
 def test_parse_list_and_duplicates():
