@@ -9,11 +9,13 @@ counts to a multiple of ``round_to`` (odd counts made a pruned MobileNetV2 slowe
 
 from __future__ import annotations
 
-import contextlib
+import copy
+import fnmatch
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import torch
+import torch_pruning as tp
 from torch import nn
 
 from export.data import Dataset
@@ -132,35 +134,66 @@ def prune_unstructured(model: nn.Module, sparsity: float, data: Dataset | None, 
 
 # ------------------------------------------------------------------------------------------ structured
 
-@contextlib.contextmanager
-def _grouped_conv_fix() -> Iterator[None]:
-    """Torch-Pruning 1.6 slices a grouped conv's (1 < groups < channels) input weights with global channel
-    indices and fails ("INDICES element is out of DATA bounds"). Map them to per-group positions instead.
-    The patch is active only while our pruner is built and stepped (the handlers bind it at build time)."""
-    from torch_pruning.pruner import function as tpf
+# ------------------------------------------------------------------------------------------ attention
 
-    original = tpf.ConvPruner.prune_in_channels
+# Attention blocks are found by what timm's and MONAI's hold: an int ``num_heads`` and one fused ``qkv``
+# Linear whose outputs are laid out (3, heads, head_dim); the output projection under one of these names.
+_IN_PROJ = ("qkv", "to_q", "to_k", "to_v", "q_proj", "k_proj", "v_proj", "query", "key", "value")
+_OUT_PROJ = ("out_proj", "proj", "o_proj")
 
-    def prune_in_channels(self, layer: nn.Module, idxs):  # type: ignore[no-untyped-def]
-        if layer.groups == 1 or layer.groups == layer.in_channels or layer.transposed:
-            return original(self, layer, idxs)
-        per = layer.in_channels // layer.groups
-        drop = set(int(i) for i in idxs)
-        counts = {sum(1 for i in drop if i // per == g) for g in range(layer.groups)}
-        if len(counts) != 1:
-            raise EdgebenchError(
-                f"structured pruning would leave groups of unequal size in a grouped conv {layer}; "
-                "try another ratio or --round-to a multiple of the group count")
-        keep_local = sorted({i % per for i in range(layer.in_channels) if i not in drop})
-        layer.in_channels -= len(drop)
-        layer.weight = self._prune_parameter_and_grad(layer.weight, keep_local, 1)
+
+def attention_heads(model: nn.Module) -> dict[nn.Module, int]:
+    """qkv Linear -> number of heads, for Torch-Pruning's ``num_heads`` (head dims pruned alike in every head)."""
+    return {m.qkv: m.num_heads for m in model.modules()
+            if isinstance(getattr(m, "num_heads", None), int) and isinstance(getattr(m, "qkv", None), nn.Linear)
+            and m.qkv.out_features % (3 * m.num_heads) == 0}
+
+
+def _projections(block: nn.Module) -> tuple[list[nn.Linear], nn.Linear | None]:
+    ins = [getattr(block, n) for n in _IN_PROJ if isinstance(getattr(block, n, None), nn.Linear)]
+    out = next((getattr(block, n) for n in _OUT_PROJ if isinstance(getattr(block, n, None), nn.Linear)), None)
+    return ins, out
+
+
+def attention_blocks(model: nn.Module) -> list[nn.Module]:
+    """Modules with ``num_heads`` whose input and output projections are recognised by name."""
+    return [m for m in model.modules() if isinstance(getattr(m, "num_heads", None), int)
+            and not isinstance(m, nn.MultiheadAttention) and all(_projections(m))]
+
+
+class AttentionBlockPruner(tp.pruner.function.BasePruningFunc):
+    """An attention block as one layer, through Torch-Pruning's ``customized_pruners`` extension point:
+    its input width is its q/k/v projections' inputs, its output width its output projection's outputs.
+    Heads and head dims inside stay whole (used when Torch-Pruning cannot trace the head layout)."""
+
+    def prune_out_channels(self, layer: nn.Module, idxs: list[int]) -> nn.Module:
+        tp.prune_linear_out_channels(_projections(layer)[1], idxs)
         return layer
 
-    tpf.ConvPruner.prune_in_channels = prune_in_channels
-    try:
-        yield
-    finally:
-        tpf.ConvPruner.prune_in_channels = original
+    def prune_in_channels(self, layer: nn.Module, idxs: list[int]) -> nn.Module:
+        for proj in _projections(layer)[0]:
+            tp.prune_linear_in_channels(proj, idxs)
+        return layer
+
+    def get_out_channels(self, layer: nn.Module) -> int:
+        return _projections(layer)[1].out_features
+
+    def get_in_channels(self, layer: nn.Module) -> int:
+        return _projections(layer)[0][0].in_features
+
+
+def _update_head_dims(model: nn.Module) -> None:
+    """After head dims were pruned, the block attributes that state them (timm ``head_dim``, MONAI
+    ``dim_head`` / ``inner_dim``) must match, or a reshape by them fails. The softmax scale stays
+    1/sqrt(trained head_dim): the removed dims were the least important, so the kept logits keep the
+    temperature the model was trained with (fine-tuning follows)."""
+    for m in model.modules():
+        if isinstance(getattr(m, "num_heads", None), int) and isinstance(getattr(m, "qkv", None), nn.Linear):
+            inner = m.qkv.out_features // 3
+            for attr, value in (("head_dim", inner // m.num_heads), ("dim_head", inner // m.num_heads),
+                                ("inner_dim", inner)):
+                if isinstance(getattr(m, attr, None), int):
+                    setattr(m, attr, value)
 
 
 def find_classifier(model: nn.Module, input_shape: tuple[int, ...]) -> list[nn.Module]:
@@ -178,48 +211,98 @@ def find_classifier(model: nn.Module, input_shape: tuple[int, ...]) -> list[nn.M
     return last[-1:] if last else [prunable_weights(model)[-1][1]]
 
 
+EXCLUDE_HINT = ("keep that layer whole with --prune-exclude NAME (a module name as in model.named_modules(), "
+                "globs allowed, e.g. 'blocks.*.attn'), or use prune-l1 for this model")
+
+
+def excluded_modules(model: nn.Module, patterns: tuple[str, ...]) -> list[nn.Module]:
+    """The modules ``--prune-exclude`` names (a name, its children included, or a glob); unknown names fail."""
+    from export.zoo import user_modules
+
+    named = [(n, m) for n, m in user_modules(model) if n]
+    found: list[nn.Module] = []
+    for pattern in patterns:
+        hits = [m for n, m in named if fnmatch.fnmatchcase(n, pattern)]
+        if not hits:
+            examples = ", ".join(n for n, _ in named[:6])
+            raise EdgebenchError(f"--prune-exclude {pattern!r} names no module of the model; its modules are "
+                                 f"named like: {examples}")
+        found += hits
+    return found
+
+
+def _pruner(model: nn.Module, ratio: float, input_shape: tuple[int, ...], iterations: int, round_to: int | None,
+            ignored: list[nn.Module], attention: str) -> tp.pruner.MetaPruner:
+    """Torch-Pruning's MetaPruner; ``attention``: "heads" (its num_heads support: head dims pruned alike in
+    every head), "whole" (each attention block one customized layer: hidden and MLP widths pruned, heads kept)."""
+    kwargs: dict = {}
+    if attention == "heads":
+        kwargs["num_heads"] = attention_heads(model)
+    elif attention == "whole":
+        kwargs["customized_pruners"] = {type(b): AttentionBlockPruner() for b in attention_blocks(model)}
+    return tp.pruner.MetaPruner(model, torch.zeros(input_shape), importance=tp.importance.GroupMagnitudeImportance(p=2),
+                                pruning_ratio=ratio, iterative_steps=iterations, ignored_layers=ignored,
+                                round_to=round_to or None, **kwargs)
+
+
+def _step(pruner: tp.pruner.MetaPruner, model: nn.Module, input_shape: tuple[int, ...]) -> None:
+    pruner.step()
+    _update_head_dims(model)
+    with torch.no_grad():
+        model.eval()(torch.zeros(input_shape))
+
+
+def _attention_mode(model: nn.Module, ratio: float, input_shape: tuple[int, ...], round_to: int | None,
+                    ignored: list[nn.Module]) -> tuple[str, str | None]:
+    """How attention blocks are pruned, tried on a copy: ("heads", None) when Torch-Pruning follows their
+    head layout, else ("whole", why). MONAI's ViT indexes q, k, v out of one tensor, which Torch-Pruning's
+    trace cannot map back to heads."""
+    if not attention_heads(model):
+        return "none", None
+    trial = copy.deepcopy(model)
+    names = {id(m): n for n, m in model.named_modules()}
+    ignored_copy = [dict(trial.named_modules())[names[id(m)]] for m in ignored]
+    try:
+        _step(_pruner(trial, ratio, input_shape, 1, round_to, ignored_copy, "heads"), trial, input_shape)
+        return "heads", None
+    except Exception as exc:  # noqa: BLE001 - the reason goes into the note
+        kinds = sorted({type(b).__name__ for b in attention_blocks(model)})
+        if not kinds:
+            return "none", None
+        return "whole", (f"attention heads kept whole: Torch-Pruning cannot follow the head layout of "
+                         f"{', '.join(kinds)} ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); "
+                         "the embedding width and MLP widths were pruned")
+
+
 def prune_channels(model: nn.Module, ratio: float, input_shape: tuple[int, ...], data: Dataset | None, *,
-                   iterations: int = 1, round_to: int | None = 8,
-                   finetune: Recipe | None = FINETUNE_RECIPE) -> list[dict]:
+                   iterations: int = 1, round_to: int | None = 8, finetune: Recipe | None = FINETUNE_RECIPE,
+                   exclude: tuple[str, ...] = ()) -> list[dict]:
     """Remove ``ratio`` of the channels of every prunable layer group (L2 group magnitude), physically.
 
     ``iterations`` > 1 follows Torch-Pruning's linear schedule (R/N, 2R/N, ... R) with fine-tuning after
-    every step, 1/N of ``finetune``'s epochs each (rounded up). The classifier's outputs are never pruned.
+    every step, 1/N of ``finetune``'s epochs each (rounded up). The classifier's outputs are never pruned,
+    nor the modules ``exclude`` names. Attention blocks lose head dims (alike in every head) where
+    Torch-Pruning follows their layout, else they are kept whole and the step record's ``note`` says so.
     Returns one record per step.
     """
-    import torch_pruning as tp
-
-    example = torch.zeros(input_shape)
     model.eval()
+    ignored = find_classifier(model, input_shape) + excluded_modules(model, exclude)
+    attention, note = _attention_mode(model, ratio, input_shape, round_to, ignored)
     try:
-        with _grouped_conv_fix():
-            pruner = tp.pruner.MetaPruner(
-                model, example, importance=tp.importance.GroupMagnitudeImportance(p=2), pruning_ratio=ratio,
-                iterative_steps=iterations, ignored_layers=find_classifier(model, input_shape),
-                round_to=round_to or None,
-            )
-    except EdgebenchError:
-        raise
+        pruner = _pruner(model, ratio, input_shape, iterations, round_to, ignored, attention)
     except Exception as exc:
-        raise EdgebenchError(
-            f"Torch-Pruning cannot build the dependency graph of this model: {type(exc).__name__}: {exc}. "
-            "Use prune-l1 for this model, or simplify the layer it names") from exc
+        raise EdgebenchError(f"Torch-Pruning cannot build the dependency graph of this model: "
+                             f"{type(exc).__name__}: {exc}. Simplify the layer it names, or {EXCLUDE_HINT}") from exc
     steps = []
     finetune = per_step(finetune, iterations)
     total0, _ = count_params(model)
     for i in range(iterations):
         t0 = time.perf_counter()
         try:
-            with _grouped_conv_fix():
-                pruner.step()
-            with torch.no_grad():
-                model.eval()(example)
-        except EdgebenchError:
-            raise
+            _step(pruner, model, input_shape)
         except Exception as exc:
-            raise EdgebenchError(
-                f"Torch-Pruning cannot prune a layer of this model: {type(exc).__name__}: {exc}. "
-                "Use prune-l1 for this model, or exclude that layer") from exc
+            raise EdgebenchError(f"Torch-Pruning cannot prune a layer of this model: {type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0] if str(exc) else ''}. To go on, {EXCLUDE_HINT}") from exc
         if data is not None and finetune is not None and finetune.epochs > 0:
             fit(model, data, finetune)
         elif data is not None:  # no fine-tuning asked: still give BatchNorm statistics that fit the new widths
@@ -228,6 +311,7 @@ def prune_channels(model: nn.Module, ratio: float, input_shape: tuple[int, ...],
         steps.append({
             "step": i + 1, "method": "torch-pruning-groupmagnitude-l2",
             "target_channel_ratio": round(ratio * (i + 1) / iterations, 6), "round_to": round_to,
+            "attention": attention, "excluded": list(exclude), "note": note,
             "params": total, "params_ratio": round(total / total0, 6),
             "val_accuracy": accuracy_torch(model, data.x_val, data.y_val) if data is not None else None,
             "finetune": finetune.__dict__ if (data is not None and finetune) else None,

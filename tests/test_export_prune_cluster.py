@@ -15,6 +15,7 @@ from export.data import load_dataset
 from export.onnx_export import export_onnx, ort_session
 from export.train import Recipe, per_step
 from export.zoo import DigitsCNN, MixNet
+from tests import wild_models
 from targets.errors import EdgebenchError
 
 TINY_FT = Recipe(epochs=1, lr=1e-3)
@@ -162,3 +163,47 @@ def test_cluster_keeps_k_values_after_folding_and_finetune(tmp_path, digits8):
         if a.ndim >= 2:  # conv / linear weights as the device will load them
             assert np.unique(a).size <= 4, init.name
 
+
+def _parity(model, shape, path):
+    x = torch.rand(3, *shape[1:])
+    with torch.no_grad():
+        want = model.eval()(x).numpy()
+    export_onnx(model, shape, path)
+    got = ort_session(path).run(None, {"input": x.numpy()})[0]
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_vit_heads_and_mlp_widths_are_pruned(tmp_path):
+    """timm's attention layout: Torch-Pruning's num_heads support prunes head dims alike in every head
+    (the heads stay), the embedding width and the MLP widths; head_dim follows, and the export agrees."""
+    torch.manual_seed(0)
+    m = wild_models.TinyViT()
+    steps = prune.prune_channels(m, 0.5, (1, 1, 16, 16), None, round_to=8, finetune=None)
+    attn = m.blocks[0].attn
+    assert steps[0]["attention"] == "heads" and steps[0]["note"] is None
+    assert attn.num_heads == 4 and attn.qkv.out_features == 96 and attn.head_dim == 8  # 3 x 4 heads x 8 dims
+    assert m.blocks[0].mlp[0].out_features == 128 and m.norm.normalized_shape == (32,)
+    _parity(m, (1, 1, 16, 16), tmp_path / "vit.onnx")
+
+
+def test_attention_kept_whole_when_torch_pruning_cannot_follow_its_heads(tmp_path):
+    """MONAI's layout (q, k, v indexed out of one tensor): the heads are kept whole through a customized
+    pruner, the embedding and MLP widths are still pruned, and the step says so."""
+    torch.manual_seed(0)
+    m = wild_models.indexed_vit()
+    steps = prune.prune_channels(m, 0.5, (1, 1, 16, 16), None, round_to=8, finetune=None)
+    attn = m.blocks[0].attn
+    assert steps[0]["attention"] == "whole" and "attention heads kept whole" in steps[0]["note"]
+    assert "IndexedAttention" in steps[0]["note"]
+    assert attn.qkv.out_features == 192 and attn.qkv.in_features == 32 and attn.out_proj.out_features == 32
+    assert m.blocks[0].mlp[0].out_features == 128
+    _parity(m, (1, 1, 16, 16), tmp_path / "vit.onnx")
+
+
+def test_prune_exclude_keeps_named_modules_whole():
+    torch.manual_seed(0)
+    m = wild_models.TinyViT()
+    prune.prune_channels(m, 0.5, (1, 1, 16, 16), None, round_to=None, finetune=None, exclude=("blocks.1.mlp.*",))
+    assert m.blocks[1].mlp[0].out_features == 256 and m.blocks[0].mlp[0].out_features == 128
+    with pytest.raises(EdgebenchError, match=r"--prune-exclude 'block.9' names no module.*blocks\.0"):
+        prune.prune_channels(wild_models.TinyViT(), 0.5, (1, 1, 16, 16), None, exclude=("block.9",))
