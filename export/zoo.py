@@ -267,13 +267,69 @@ def _import_factory(spec: str) -> Callable[..., nn.Module]:
     return factory
 
 
-def check_input_shape(model: nn.Module, shape: tuple[int, ...]) -> None:
-    """Run one forward pass on zeros so a wrong ``--input-shape`` fails now with the model's own words."""
+class SelectOutput(nn.Module):
+    """One tensor out of a model that returns a tuple, list or dict (a ViT's ``(logits, hidden_states)``).
+
+    Training, pruning, export and accuracy all need one tensor: the first one found (depth first, dicts
+    in their order) or the one named by ``key`` (a dict key, or a position in a tuple / list).
+    The user's model is the child ``model``; its state_dict is loaded before wrapping.
+    """
+
+    def __init__(self, model: nn.Module, key: str | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.key = key
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return pick_output(self.model(x), self.key)
+
+
+def _first_tensor(out: object) -> torch.Tensor | None:
+    if isinstance(out, torch.Tensor):
+        return out
+    items = out.values() if isinstance(out, dict) else out if isinstance(out, (tuple, list)) else ()
+    for item in items:
+        found = _first_tensor(item)
+        if found is not None:
+            return found
+    return None
+
+
+def pick_output(out: object, key: str | None = None) -> torch.Tensor:
+    """The output tensor that stands for the model (see SelectOutput); EdgebenchError names what there is."""
+    if key is None:
+        found = _first_tensor(out)
+        if found is None:
+            raise EdgebenchError(f"the model returned {type(out).__name__} holding no tensor; "
+                                 "its forward() must return a tensor, or a tuple / dict holding one")
+        return found
+    if isinstance(out, dict):
+        if key not in out:
+            raise EdgebenchError(f"--model-output {key!r}: the model's outputs are {', '.join(map(repr, out))}")
+        return pick_output(out[key])
+    if isinstance(out, (tuple, list)):
+        if not key.lstrip("-").isdigit() or not -len(out) <= int(key) < len(out):
+            raise EdgebenchError(f"--model-output {key!r}: the model returns a {type(out).__name__} of {len(out)}; "
+                                 f"give a position 0..{len(out) - 1}")
+        return pick_output(out[int(key)])
+    raise EdgebenchError(f"--model-output {key!r}: the model returns one {type(out).__name__}, nothing to choose from")
+
+
+def user_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``named_modules()`` with the user's own names (without SelectOutput's ``model.`` prefix)."""
+    inner = model.model if isinstance(model, SelectOutput) else model
+    return list(inner.named_modules())
+
+
+def check_input_shape(model: nn.Module, shape: tuple[int, ...]) -> object:
+    """Run one forward pass on zeros so a wrong ``--input-shape`` fails now with the model's own words.
+
+    Returns the output (a tensor, or whatever structure the model returns)."""
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            model(torch.zeros(shape))
+            return model(torch.zeros(shape))
     except Exception as exc:
         raise EdgebenchError(
             f"input shape {','.join(map(str, shape))} does not fit the model: {type(exc).__name__}: "
@@ -319,11 +375,13 @@ def load_weights(model: nn.Module, path: Path) -> None:
 
 
 def load_model(spec: str, weights: Path | None = None, input_shape: tuple[int, ...] | None = None,
-               num_classes: int = 10) -> tuple[nn.Module, tuple[int, ...]]:
+               num_classes: int = 10, output: str | None = None) -> tuple[nn.Module, tuple[int, ...]]:
     """Build the model named by ``spec``, load ``weights`` if given, check the input shape fits.
 
     Returns the model in eval mode and the input shape (batch 1). For factories the shape comes from
-    ``input_shape``, else a module-level ``INPUT_SHAPE`` or a model attribute ``input_shape``.
+    ``input_shape``, else a module-level ``INPUT_SHAPE`` or a model attribute ``input_shape``. A model
+    that returns a tuple / list / dict (or any model, when ``output`` names one) is wrapped in
+    SelectOutput so that everything downstream sees one tensor.
     """
     if spec.startswith("zoo:"):
         name = spec[4:]
@@ -353,5 +411,8 @@ def load_model(spec: str, weights: Path | None = None, input_shape: tuple[int, .
     shape = (1, *shape[1:])
     if weights is not None:
         load_weights(model, weights)
-    check_input_shape(model, shape)
+    out = check_input_shape(model, shape)
+    if output is not None or not isinstance(out, torch.Tensor):
+        pick_output(out, output)  # a wrong --model-output fails here, before any long work
+        model = SelectOutput(model, output)
     return model.eval(), shape

@@ -15,6 +15,7 @@ from export.evaluate import evaluate_onnx
 from export.graphfacts import graph_stats
 from export.onnx_export import (
     compact_names,
+    export_checked,
     export_onnx,
     ort_session,
     parity_check,
@@ -25,6 +26,7 @@ from export.quantize import quantize_dynamic_int8, quantize_static_int8
 from export.train import Recipe, fit
 from export.zoo import DigitsCNN
 from targets.errors import EdgebenchError
+from tests import wild_models
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +64,33 @@ def test_dynamo_exporter_without_onnxscript_says_what_to_install(trained, tmp_pa
     monkeypatch.setitem(sys.modules, "onnxscript", None)  # import fails as if it were not installed
     with pytest.raises(EdgebenchError, match="pip install onnxscript"):
         export_onnx(trained[0], (1, 1, 8, 8), tmp_path / "m.onnx", exporter="dynamo")
+
+
+def test_legacy_exporter_failure_falls_back_to_dynamo(tmp_path):
+    """An activation written as a custom autograd.Function around erfc: the legacy exporter has no
+    symbolic for it; auto mode exports with dynamo, proves parity, and records why legacy was left."""
+    torch.manual_seed(0)
+    m = wild_models.CustomActivationNet().eval()
+    x = np.random.default_rng(0).random((8, 1, 8, 8), dtype=np.float32)
+    rec = export_checked(m, (1, 1, 8, 8), tmp_path / "m.onnx", x)
+    assert rec["exporter"] == "dynamo" and rec["parity_max_abs_diff"] < 1e-4
+    assert rec["fallback_from"][0]["exporter"] == "legacy"
+    assert rec["fallback_from"][0]["error"].startswith("torch.onnx.export (legacy) failed")
+    with pytest.raises(EdgebenchError, match=r"\(legacy\) failed.*Try --exporter dynamo"):
+        export_checked(m, (1, 1, 8, 8), tmp_path / "legacy.onnx", x, exporter="legacy")
+    assert not (tmp_path / "legacy.onnx").exists()
+
+
+def test_a_value_frozen_by_the_legacy_exporter_is_never_shipped(tmp_path):
+    """numpy inside forward: the legacy exporter writes the value it traced as a constant, a file that
+    runs and is wrong. Parity on real inputs rejects it; dynamo traces the numpy code and is right."""
+    m = wild_models.NumpyInside().eval()
+    x = np.random.default_rng(0).random((8, 1, 8, 8), dtype=np.float32)
+    rec = export_checked(m, (1, 1, 8, 8), tmp_path / "m.onnx", x)
+    assert rec["exporter"] == "dynamo" and rec["parity_max_abs_diff"] < 1e-4
+    assert "differs from PyTorch" in rec["fallback_from"][0]["error"]
+    with pytest.raises(EdgebenchError, match="differs from PyTorch"):
+        export_checked(m, (1, 1, 8, 8), tmp_path / "legacy.onnx", x, exporter="legacy")
 
 
 def _corrupt(src, dst, scale):

@@ -103,3 +103,21 @@ def test_npz_round_trip_and_validation(tmp_path):
         datamod.load_dataset(tmp_path / "noy.npz", (1, 1, 8, 8))
     with pytest.raises(EdgebenchError, match="does not exist"):
         datamod.load_dataset(tmp_path / "missing.npz", (1, 1, 8, 8))
+
+
+def test_a_model_returning_a_tuple_gives_its_first_tensor(tmp_path):
+    """MONAI's ViT returns (logits, hidden states): training, export and accuracy need the logits."""
+    from export.zoo import SelectOutput
+
+    model, _ = load_model("tests.wild_models:TupleOutput", input_shape=(1, 1, 8, 8))
+    assert isinstance(model, SelectOutput)
+    with torch.no_grad():
+        assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+    torch.save(model.model.state_dict(), tmp_path / "w.pt")  # the user's weights, saved from their model
+    second, _ = load_model("tests.wild_models:TupleOutput", tmp_path / "w.pt", (1, 1, 8, 8), output="1")
+    with torch.no_grad():
+        assert second(torch.zeros(2, 1, 8, 8)).shape == (2, 8)  # the features inside the list
+    with pytest.raises(EdgebenchError, match=r"--model-output '2'.*tuple of 2; give a position 0..1"):
+        load_model("tests.wild_models:TupleOutput", input_shape=(1, 1, 8, 8), output="2")
+    with pytest.raises(EdgebenchError, match="returns one Tensor, nothing to choose"):
+        load_model("zoo:digits-cnn", output="logits")
