@@ -32,9 +32,10 @@ from export import prune as pruning
 from export.data import Dataset, data_fingerprint, load_dataset, write_npz
 from export.evaluate import evaluate_onnx
 from export.graphfacts import graph_stats
-from export.onnx_export import compact_names, export_onnx, parity_check
-from export.quantize import quantize_dynamic_int8, quick_latency_ratio
-from export.train import CLUSTER_FINETUNE_RECIPE, FINETUNE_RECIPE, STRUCTURED_FINETUNE_RECIPE, TRAIN_RECIPE, Recipe, cache_dir, set_threads, train_cached
+from export.library_log import LOG_FILE, LibraryLog
+from export.onnx_export import compact_names, export_checked, ort_session
+from export.quantize import quantize_dynamic_int8, quantize_static_int8, quick_latency_ratio
+from export.train import CLUSTER_FINETUNE_RECIPE, FINETUNE_RECIPE, STRUCTURED_FINETUNE_RECIPE, TRAIN_RECIPE, Recipe, cache_dir, cache_key, set_threads, train_cached
 from export.variants import Variant, parse_variants
 from export.zoo import load_model
 from targets.cpu import features_text
@@ -59,10 +60,12 @@ class BuildOptions:
     int8_select_on: str = "build"  # where INT8 forms are measured: the build machine or a target's name
     per_channel: bool = True
     round_to: int | None = 8
-    exporter: str = "legacy"
+    exporter: str = "auto"
     cluster_init: str = "kmeans++"
     l1_allocation: str = "lamp"
     compact_names: bool = True
+    model_output: str | None = None  # which output of a tuple / dict-returning model is exported (None: the first)
+    prune_exclude: tuple[str, ...] = ()  # module names (globs) prune-ch keeps whole
     extra: dict = field(default_factory=dict)
 
     def finetuning(self, method: str) -> Recipe | None:
@@ -83,6 +86,8 @@ class _Context:
     options: BuildOptions
     evaluator: int8.Evaluator = field(default_factory=int8.BuildMachine)
     float_models: dict[str, tuple[nn.Module, list[dict], dict]] = field(default_factory=dict)
+    exporter: str = "auto"  # after the preflight: "dynamo" when the legacy exporter failed on this model
+    exporter_skipped: list[dict] = field(default_factory=list)  # why (recorded in every manifest)
     _machine: dict | None = None
 
     @property
@@ -125,11 +130,21 @@ def _build_float(ctx: _Context, base: Variant, progress: Progress) -> tuple[nn.M
     elif base.method == "prune-ch":
         progress(f"{base}: removing {base.amount:.0%} of channels in {base.iterations} step(s)")
         steps = pruning.prune_channels(model, base.amount, ctx.input_shape, ctx.data, iterations=base.iterations,
-                                       round_to=o.round_to, finetune=ft)
+                                       round_to=o.round_to, finetune=ft, exclude=o.prune_exclude)
         extra["channels"] = pruning.channel_counts(model)
+        notes = [s["note"] for s in steps if s.get("note")]
+        if notes:
+            extra["note"] = notes[0]
+            progress(f"{base}: {notes[0]}")
     else:
-        progress(f"{base}: folding BatchNorm, clustering to {base.clusters} values per layer")
-        model, steps = clustering.cluster_model(model, base.clusters, ctx.data, init=o.cluster_init, finetune=ft)
+        per = "output channel" if base.codebook == "channel" else "layer"
+        progress(f"{base}: folding BatchNorm, clustering to {base.clusters} values per {per}")
+        model, steps = clustering.cluster_model(model, base.clusters, ctx.data, init=o.cluster_init, finetune=ft,
+                                                codebook=base.codebook, example_shape=ctx.input_shape)
+        extra["clustering"] = clustering.summary(steps)
+        if extra["clustering"]["codebook"] != base.codebook:
+            extra["note"] = extra["clustering"]["why"]
+            progress(f"{base}: {extra['note']}")
     model.eval()
     ctx.float_models[str(base)] = (model, steps, extra)
     return ctx.float_models[str(base)]
@@ -147,9 +162,11 @@ def _build_variant(ctx: _Context, variant: Variant, vdir: Path, progress: Progre
     with tempfile.TemporaryDirectory(dir=vdir) as tmp:
         float_path = out if variant.quant is None else Path(tmp) / "float.onnx"
         t0 = time.perf_counter()
-        record["export"] = export_onnx(model, ctx.input_shape, float_path, exporter=ctx.options.exporter)
+        record["export"] = export_checked(model, ctx.input_shape, float_path, x_par, exporter=ctx.exporter)
+        if ctx.exporter_skipped:
+            record["export"]["fallback_from"] = ctx.exporter_skipped + record["export"].get("fallback_from", [])
         timings["export_seconds"] = round(time.perf_counter() - t0, 3)
-        record["parity_max_abs_diff"] = parity_check(float_path, model, x_par)
+        record["parity_max_abs_diff"] = record["export"]["parity_max_abs_diff"]
         if variant.quant == "int8":
             form = variant.int8_form or ctx.options.int8_form
             progress(f"{variant}: static INT8 (QDQ, per-channel, {ctx.options.calibration}), "
@@ -183,6 +200,8 @@ def _build_variant(ctx: _Context, variant: Variant, vdir: Path, progress: Progre
     timings["evaluate_seconds"] = round(time.perf_counter() - t0, 3)
     stats = graph_stats(out)
     size, zipped = mf.file_sizes(out)
+    if "clustering" in extra:  # what the shipped file holds, after onnxsim and quantization
+        extra = {**extra, "clustering": {**extra["clustering"], **clustering.file_codebook_stats(out)}}
     sparsity = None
     if stats["params"] and stats["nonzero_params"] is not None:
         sparsity = 1.0 - stats["nonzero_params"] / stats["params"]
@@ -217,8 +236,6 @@ def _int8_facts(record: dict, ctx: _Context) -> dict:
 
 
 def _torch_vs_onnx(path: Path, model: nn.Module, x: np.ndarray) -> float:
-    from export.onnx_export import ort_session
-
     sess = ort_session(path)
     got = sess.run(None, {sess.get_inputs()[0].name: np.ascontiguousarray(x, dtype=np.float32)})[0]
     with torch.no_grad():
@@ -269,18 +286,17 @@ def _to_cache(vdir: Path, inputs_hash: str) -> None:
 
 
 def prepare(model: str, *, weights: Path | None = None, input_shape: tuple[int, ...] | None = None,
-            data: Path | None = None, options: BuildOptions = BuildOptions(),
-            progress: Progress = lambda s: None) -> _Context:
-    """Load and check model + data, train (or load cached) weights when none are given."""
+            data: Path | None = None, options: BuildOptions = BuildOptions()) -> _Context:
+    """Load and check model + data; no training yet (``train`` does it, after the export preflight)."""
     set_threads()
     # the initial weights come from torch's global generator: seed it, or the trained weights (cached
     # under a key that holds the recipe's seed) would depend on whatever drew random numbers before
     torch.manual_seed(options.train_recipe.seed)
-    net, shape = load_model(model, weights, input_shape)
+    net, shape = load_model(model, weights, input_shape, output=options.model_output)
     dataset = load_dataset(data, shape)
     if model.startswith("zoo:") and dataset.num_classes != 10 and weights is None:
         torch.manual_seed(options.train_recipe.seed)
-        net, shape = load_model(model, None, shape, num_classes=dataset.num_classes)
+        net, shape = load_model(model, None, shape, num_classes=dataset.num_classes, output=options.model_output)
     with torch.no_grad():
         n_out = net(torch.from_numpy(dataset.x_test[:2])).reshape(2, -1).shape[1]
     if n_out < dataset.num_classes:
@@ -289,9 +305,57 @@ def prepare(model: str, *, weights: Path | None = None, input_shape: tuple[int, 
     if weights is not None:
         record = {"source": "file", "path": str(weights), "sha256": mf.sha256_file(Path(weights))}
     else:
-        record = {"source": "trained by edgebench", **train_cached(net, model, shape, dataset, options.train_recipe,
-                                                                   progress)}
-    return _Context(model, net.eval(), shape, dataset, record, options)
+        record = {"source": "trained by edgebench",
+                  "cache_key": cache_key(model, shape, dataset, options.train_recipe, net)}
+    return _Context(model, net.eval(), shape, dataset, record, options, exporter=options.exporter)
+
+
+def train(ctx: _Context, progress: Progress) -> None:
+    """Train the model (or load the cached weights) when no weights file was given."""
+    if ctx.weights_record["source"] == "file" or "train_seconds" in ctx.weights_record:
+        return
+    ctx.weights_record.update(train_cached(ctx.model, ctx.spec, ctx.input_shape, ctx.data,
+                                           ctx.options.train_recipe, progress))
+    ctx.model.eval()
+
+
+PREFLIGHT_SAMPLES = 16
+
+
+def preflight(ctx: _Context, variants: list[Variant], progress: Progress) -> dict[str, str]:
+    """Export the model as loaded (untrained, if edgebench trains it) and quantize it once per INT8 kind
+    the variants ask for, before any training or fine-tuning: a model that cannot be exported fails in
+    seconds, not after minutes of training. Returns {variant: why} for variants whose quantization
+    already fails here (they are not built); an export failure is raised (no variant could be built).
+    """
+    progress("checking that the model exports to ONNX before any training")
+    x = ctx.data.x_test[:PREFLIGHT_SAMPLES]
+    with tempfile.TemporaryDirectory() as tmp:
+        float_path = Path(tmp) / "float.onnx"
+        try:
+            record = export_checked(ctx.model, ctx.input_shape, float_path, x, exporter=ctx.options.exporter)
+        except EdgebenchError as exc:
+            raise EdgebenchError(f"{exc} (checked before any training; nothing was built)") from exc
+        if record.get("fallback_from"):  # the other variants have the same ops: do not try legacy again
+            ctx.exporter, ctx.exporter_skipped = record["exporter"], record["fallback_from"]
+            progress(f"the {record['exporter']} exporter is used: {record['fallback_from'][0]['error']}")
+        refused: dict[str | None, str] = {}
+        for quant in sorted({v.quant for v in variants} - {None}):
+            q_path = Path(tmp) / f"{quant}.onnx"
+            try:
+                if quant == "int8dyn":
+                    quantize_dynamic_int8(float_path, q_path, per_channel=ctx.options.per_channel)
+                else:  # one form: whether the quantizer takes the graph does not depend on it
+                    form = int8.FORMS.get(ctx.options.int8_form) or next(iter(int8.FORMS.values()))
+                    quantize_static_int8(float_path, q_path, ctx.data.x_train[:PREFLIGHT_SAMPLES], form=form,
+                                         calibration=ctx.options.calibration, per_channel=ctx.options.per_channel)
+                sess = ort_session(q_path)
+                sess.run(None, {sess.get_inputs()[0].name: np.ascontiguousarray(x[:2], dtype=np.float32)})
+            except Exception as exc:  # noqa: BLE001 - any failure here is the reason the variant cannot be built
+                refused[quant] = str(exc) if isinstance(exc, EdgebenchError) else f"{type(exc).__name__}: {exc}"
+                progress(f"+{quant} fails on the untrained model, those variants are skipped: {refused[quant]}")
+    return {str(v): f"{refused[v.quant]} (found before any training; not built)"
+            for v in variants if v.quant in refused}
 
 
 def compress(model: str, variants: list[str], out_dir: Path, *, weights: Path | None = None,
@@ -302,26 +366,38 @@ def compress(model: str, variants: list[str], out_dir: Path, *, weights: Path | 
 
     Returns one manifest dict per variant, in the order given; failed variants have ``status`` != "ok"
     and an ``error`` message, and do not stop the others. ``int8_evaluator`` measures the INT8 forms
-    (default: this machine, in this process).
+    (default: this machine, in this process). What the libraries print goes to ``out_dir/compress.log``;
+    ``progress`` lines still reach the terminal.
     """
-    progress = progress or (lambda s: None)
     options = options or BuildOptions()
     parsed = parse_variants(variants)  # bad specs fail before any training
     out_dir = Path(out_dir)
-    ctx = prepare(model, weights=weights, input_shape=input_shape, data=data, options=options, progress=progress)
-    if int8_evaluator is not None:
-        ctx.evaluator = int8_evaluator
     out_dir.mkdir(parents=True, exist_ok=True)
+    with LibraryLog(out_dir / LOG_FILE) as log:
+        say = log.progress(progress or (lambda s: None))
+        ctx = prepare(model, weights=weights, input_shape=input_shape, data=data, options=options)
+        if int8_evaluator is not None:
+            ctx.evaluator = int8_evaluator
+        return _compress(ctx, parsed, out_dir, say)
+
+
+def _compress(ctx: _Context, parsed: list[Variant], out_dir: Path, progress: Progress) -> list[dict]:
     data_file = write_npz(out_dir / "data.npz", ctx.data.x_test, ctx.data.y_test)
     machine = int8.build_machine()
     build_facts = {"build_machine": machine, "build_arch": machine.get("arch"), "build_cpu_model": machine.get("cpu_model"),
                    "build_cpu_features": features_text(machine.get("cpu_features")),
                    "build_onnxruntime": machine.get("onnxruntime"),
                    "test_data_fingerprint": data_fingerprint(ctx.data.x_test, ctx.data.y_test)}
+    hashes = {str(v): _inputs_hash(ctx, v) for v in parsed}
+    to_build = [v for v in parsed if _reusable(out_dir / v.dir_name, hashes[str(v)]) is None
+                and _reusable(_cached_artifact(hashes[str(v)]), hashes[str(v)]) is None]
+    refused = preflight(ctx, to_build, progress) if to_build else {}
+    if to_build and len(refused) < len(to_build):
+        train(ctx, progress)
     results: list[dict] = []
     for v in parsed:
         vdir = out_dir / v.dir_name
-        inputs_hash = _inputs_hash(ctx, v)
+        inputs_hash = hashes[str(v)]
         old = _reusable(vdir, inputs_hash)
         where = vdir
         if old is None:
@@ -336,14 +412,17 @@ def compress(model: str, variants: list[str], out_dir: Path, *, weights: Path | 
         progress(f"{v}: building")
         t0 = time.perf_counter()
         base = {
-            "schema_version": mf.SCHEMA_VERSION, "variant": str(v), "variant_dir": v.dir_name, "model": model,
+            "schema_version": mf.SCHEMA_VERSION, "variant": str(v), "variant_dir": v.dir_name, "model": ctx.spec,
             "input_shape": list(ctx.input_shape), "weights": ctx.weights_record, "data": ctx.data.source,
             "data_file": str(data_file), "num_classes": ctx.data.num_classes, "inputs_hash": inputs_hash,
-            "recipe": {"method": v.method, "amount": v.amount, "clusters": v.clusters, "iterations": v.iterations,
-                       "quant": v.quant, "int8_form": v.int8_form, "options": asdict(options)},
+            "recipe": {"method": v.method, "amount": v.amount, "clusters": v.clusters, "codebook": v.codebook,
+                       "iterations": v.iterations, "quant": v.quant, "int8_form": v.int8_form,
+                       "options": asdict(ctx.options)},
             **build_facts,
         }
         try:
+            if str(v) in refused:
+                raise EdgebenchError(refused[str(v)])
             built = _build_variant(ctx, v, vdir, progress)
         except Exception as exc:  # failures are data: this variant's row says why, the rest go on
             msg = str(exc) if isinstance(exc, EdgebenchError) else (
@@ -359,4 +438,3 @@ def compress(model: str, variants: list[str], out_dir: Path, *, weights: Path | 
         results.append(manifest)
         mf.write_artifacts_csv(out_dir / "artifacts.csv", results)
     return results
-

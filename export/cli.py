@@ -10,6 +10,8 @@ from pathlib import Path
 
 from export import int8
 from export.build import BuildOptions, compress
+from export.library_log import LOG_FILE
+from export.onnx_export import EXPORTER_CHOICES
 from export.prune import ALLOCATIONS
 from export.quantize import CALIBRATIONS
 from export.variants import VALID_FORMS
@@ -58,7 +60,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "file is for")
     add_connection_options(parser)
     parser.add_argument("--round-to", type=int, default=8, help="keep channel counts a multiple of this (0 = off)")
-    parser.add_argument("--exporter", choices=("legacy", "dynamo"), default="legacy")
+    parser.add_argument("--exporter", choices=EXPORTER_CHOICES, default="auto",
+                        help="auto (default): the legacy TorchScript exporter, and torch's dynamo exporter when "
+                             "legacy cannot export an op or its file disagrees with PyTorch; the manifest says which")
+    parser.add_argument("--model-output", metavar="KEY",
+                        help="for a model returning a tuple / list / dict: the output to export, train and score "
+                             "(a dict key or a position; default: the first tensor)")
+    parser.add_argument("--prune-exclude", metavar="NAME[,NAME]", default="",
+                        help="prune-ch keeps these modules whole (names as in model.named_modules(); globs allowed, "
+                             "e.g. 'blocks.*.attn')")
     parser.add_argument("--cluster-init", choices=("linear", "kmeans++"), default="kmeans++",
                         help="k-means initialisation of cluster:K (kmeans++ measured better after BatchNorm folding)")
     parser.add_argument("--l1-allocation", choices=ALLOCATIONS, default="lamp",
@@ -101,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
                            int8_tolerance=args.int8_tolerance, int8_select_on=args.int8_select_on,
                            round_to=args.round_to or None,
                            exporter=args.exporter, cluster_init=args.cluster_init, l1_allocation=args.l1_allocation,
-                           compact_names=not args.keep_names)
+                           compact_names=not args.keep_names, model_output=args.model_output,
+                           prune_exclude=tuple(p.strip() for p in args.prune_exclude.split(",") if p.strip()))
     if args.finetune_epochs is not None:
         options = replace(options, finetune_recipe=replace(options.finetune_recipe, epochs=args.finetune_epochs),
                           cluster_finetune_recipe=replace(options.cluster_finetune_recipe, epochs=args.finetune_epochs),
@@ -118,5 +129,5 @@ def run(args: argparse.Namespace) -> int:
             rows = compress(args.model, args.variants, args.out, int8_evaluator=int8.OnTarget(target), **build)
     for line in format_table(rows):
         print(line)
-    print(f"artifacts: {Path(args.out) / 'artifacts.csv'}")
+    print(f"artifacts: {Path(args.out) / 'artifacts.csv'} (library messages: {Path(args.out) / LOG_FILE})")
     return 0 if all(r["status"] == "ok" for r in rows) else 1

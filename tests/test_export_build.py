@@ -3,6 +3,8 @@
 import argparse
 import json
 import shutil
+import sys
+from dataclasses import replace
 
 import pytest
 
@@ -142,3 +144,44 @@ def test_a_model_torch_pruning_cannot_prune_gets_a_clear_row(tmp_path, monkeypat
     assert rows[0]["status"] == "EdgebenchError" and "Torch-Pruning cannot" in rows[0]["error"]
     assert "prune-l1" in rows[0]["error"]  # the message names what to do instead
     assert rows[1]["status"] == "ok"
+
+
+def test_a_model_that_cannot_be_exported_fails_before_any_training(tmp_path, monkeypatch, capfd):
+    """cumprod has no ONNX conversion (legacy exporter; dynamo has none either, but takes 20 s to say so):
+    one error, found before training, and the exporter's own output (its TorchScript graph) is in the
+    log, not the terminal."""
+    net = tmp_path / "cum.py"
+    net.write_text("import torch\nfrom torch import nn\n"
+                   "class Cum(nn.Module):\n"
+                   "    def __init__(self):\n"
+                   "        super().__init__()\n"
+                   "        self.conv = nn.Conv2d(1, 8, 3, padding=1)\n"
+                   "        self.fc = nn.Linear(8, 10)\n"
+                   "    def forward(self, x):\n"
+                   "        return self.fc(torch.cumprod(self.conv(x), dim=1).mean((2, 3)))\n"
+                   "def build():\n"
+                   "    return Cum()\n")
+    monkeypatch.setattr(build, "train_cached", lambda *a, **k: pytest.fail("trained before checking the export"))
+    lines = []
+    with pytest.raises(EdgebenchError, match=r"\(legacy\) failed.*cumprod.*before any training"):
+        compress(f"{net}:build", ["fp32", "fp32+int8"], tmp_path / "out", input_shape=(1, 1, 8, 8),
+                 options=replace(FAST, exporter="legacy"), progress=lines.append)
+    assert lines == ["checking that the model exports to ONNX before any training"]
+    terminal = capfd.readouterr()
+    log = (tmp_path / "out" / "compress.log").read_text()
+    assert "Torch IR graph" in log and "Torch IR graph" not in terminal.err + terminal.out
+
+
+@pytest.mark.slow
+def test_dynamo_builds_what_legacy_cannot_and_the_manifest_says_so(tmp_path, capfd):
+    """A custom autograd.Function the legacy exporter cannot convert: the preflight finds it once, every
+    variant is exported by dynamo, and each manifest records why; progress reaches the terminal."""
+    rows = compress("tests.wild_models:CustomActivationNet", ["fp32", "fp32+int8"], tmp_path / "out",
+                    input_shape=(1, 1, 8, 8), options=FAST, progress=lambda s: print(s, file=sys.stderr))
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    for r in rows:
+        assert r["exporter"] == "dynamo" and r["export"]["fallback_from"][0]["exporter"] == "legacy"
+        assert r["parity_max_abs_diff"] < 1e-3
+    err = capfd.readouterr().err
+    assert "the dynamo exporter is used" in err and "fp32+int8: building" in err
+    assert "Warning" not in err and "warn(" not in err
