@@ -1,8 +1,9 @@
 """Variant specs: the small language users write after `--variants` (see CONTRACT.md).
 
 A spec is ``BASE[@iter=N][+int8[:FORM]|+int8dyn]`` where BASE is ``fp32``, ``prune-l1:S``, ``prune-ch:R``,
-``cluster:K`` (one codebook of K values per layer) or ``cluster-ch:K`` (K values per output channel). Parsing is strict and happens before any long work, so a typo fails in a second, not
-after ten minutes of fine-tuning.
+``cluster:K`` (one codebook of K values per layer) or ``cluster-ch:K`` (K values per output channel).
+Parsing is strict and happens before any long work, so a typo fails in a second, not after ten
+minutes of fine-tuning.
 """
 
 from __future__ import annotations

@@ -22,12 +22,13 @@ name = "default"
 out = "results/default"          # result folder; rerunning with the same folder resumes
 
 # Variants (see `edgebench compress --help`): fp32, prune-l1:S, prune-ch:R, prune-ch:R@iter=N,
-# cluster:K, each optionally followed by +int8 (static QDQ) or +int8dyn (dynamic).
+# cluster:K (K values per layer), cluster-ch:K (K per output channel), each optionally followed by
+# +int8 (static QDQ) or +int8dyn (dynamic).
 variants = [
   "fp32",
   "prune-l1:0.5", "prune-l1:0.9",
   "prune-ch:0.3", "prune-ch:0.5", "prune-ch:0.5@iter=3",
-  "cluster:4", "cluster:16",
+  "cluster:4", "cluster-ch:4", "cluster:16",
   "fp32+int8", "prune-ch:0.5+int8", "cluster:16+int8",
   "fp32+int8dyn",
 ]

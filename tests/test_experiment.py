@@ -14,7 +14,7 @@ def test_the_built_in_default_parses_and_covers_the_seed_studies():
     exp = load_experiment(None)
     assert exp.name == "default" and exp.targets == ("local",)
     for v in ("fp32", "prune-l1:0.5", "prune-l1:0.9", "prune-ch:0.3", "prune-ch:0.5", "prune-ch:0.5@iter=3",
-              "cluster:4", "cluster:16", "fp32+int8", "prune-ch:0.5+int8", "cluster:16+int8"):
+              "cluster:4", "cluster-ch:4", "cluster:16", "fp32+int8", "prune-ch:0.5+int8", "cluster:16+int8"):
         assert v in exp.variants
     assert any(v.endswith("+int8dyn") for v in exp.variants)
     assert exp.data is None  # the bundled digits

@@ -27,7 +27,8 @@ def digits16():
     return load_dataset(None, (1, 1, 16, 16))
 
 
-@pytest.mark.parametrize("make, tracer", [(wild_models.BNApart, "torch.fx"), (wild_models.ShapeBranching, "torch.export")])
+@pytest.mark.parametrize("make, tracer", [(wild_models.BNApart, "torch.fx"),
+                                          (wild_models.ShapeBranching, "torch.export")])
 def test_every_bn_after_a_conv_is_folded_whatever_the_registration_order(make, tracer):
     """Convs (one a padding subclass) and BatchNorms live in separate lists: the old order-based fold
     refused all three; the graph says each BatchNorm follows its conv. Where torch.fx cannot trace the
