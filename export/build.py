@@ -302,6 +302,7 @@ def prepare(model: str, *, weights: Path | None = None, input_shape: tuple[int, 
     if n_out < dataset.num_classes:
         raise EdgebenchError(f"the model has {n_out} outputs but the data has {dataset.num_classes} classes; "
                              "give data that matches the model's classes")
+    pruning.excluded_modules(net, options.prune_exclude)  # a misspelt name fails now, not after training
     if weights is not None:
         record = {"source": "file", "path": str(weights), "sha256": mf.sha256_file(Path(weights))}
     else:

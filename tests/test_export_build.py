@@ -108,6 +108,8 @@ def test_bad_specs_fail_before_long_work(tmp_path, monkeypatch):
         compress("zoo:digits-cnn", ["fp32", "prune-xx:0.5"], tmp_path)
     with pytest.raises(EdgebenchError, match="unknown zoo model"):
         compress("zoo:nope", ["fp32"], tmp_path)
+    with pytest.raises(EdgebenchError, match="--prune-exclude 'feature' names no module"):
+        compress("zoo:digits-cnn", ["prune-ch:0.5"], tmp_path, options=BuildOptions(prune_exclude=("feature",)))
 
 
 def test_cli_run(tmp_path, capsys):
