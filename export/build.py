@@ -36,6 +36,7 @@ from export.library_log import LOG_FILE, LibraryLog
 from export.onnx_export import compact_names, export_checked, ort_session
 from export.quantize import quantize_dynamic_int8, quantize_static_int8, quick_latency_ratio
 from export.train import CLUSTER_FINETUNE_RECIPE, FINETUNE_RECIPE, STRUCTURED_FINETUNE_RECIPE, TRAIN_RECIPE, Recipe, cache_dir, cache_key, set_threads, train_cached
+from export.methods import METHODS, Method
 from export.variants import Variant, parse_variants
 from export.zoo import load_model
 from targets.cpu import features_text
@@ -68,12 +69,9 @@ class BuildOptions:
     prune_exclude: tuple[str, ...] = ()  # module names (globs) prune-ch keeps whole
     extra: dict = field(default_factory=dict)
 
-    def finetuning(self, method: str) -> Recipe | None:
-        """The fine-tuning recipe after ``method`` (prune-l1, prune-ch, cluster), or None when it is off."""
-        if not self.finetune:
-            return None
-        return {"prune-ch": self.structured_finetune_recipe,
-                "cluster": self.cluster_finetune_recipe}.get(method, self.finetune_recipe)
+    def finetuning(self, method: Method) -> Recipe | None:
+        """The fine-tuning recipe that follows ``method``, or None when it has none or fine-tuning is off."""
+        return getattr(self, method.recipe) if self.finetune and method.recipe else None
 
 
 @dataclass
@@ -113,47 +111,17 @@ def _inputs_hash(ctx: _Context, variant: Variant) -> str:
 
 def _build_float(ctx: _Context, base: Variant, progress: Progress) -> tuple[nn.Module, list[dict], dict]:
     """The compressed float model for ``base`` (shared by ``X`` and ``X+int8``), with its step records."""
-    if str(base) in ctx.float_models:
-        return ctx.float_models[str(base)]
-    o = ctx.options
-    ft = o.finetuning(base.method)
-    model = copy.deepcopy(ctx.model)
-    extra: dict = {}
-    if base.method == "fp32":
-        steps: list[dict] = []
-    elif base.method == "prune-l1":
-        progress(f"{base}: magnitude pruning to sparsity {base.amount} in {base.iterations} step(s)")
-        steps = pruning.prune_unstructured(model, base.amount, ctx.data, iterations=base.iterations,
-                                           allocation=o.l1_allocation, finetune=ft)
-        extra["note"] = ("unstructured zeros: dense kernels do the same work, so file bytes and latency do not "
-                         "drop; only the zipped size does")
-    elif base.method == "prune-ch":
-        progress(f"{base}: removing {base.amount:.0%} of channels in {base.iterations} step(s)")
-        steps = pruning.prune_channels(model, base.amount, ctx.input_shape, ctx.data, iterations=base.iterations,
-                                       round_to=o.round_to, finetune=ft, exclude=o.prune_exclude)
-        extra["channels"] = pruning.channel_counts(model)
-        notes = [s["note"] for s in steps if s.get("note")]
-        if notes:
-            extra["note"] = notes[0]
-            progress(f"{base}: {notes[0]}")
-    else:
-        per = "output channel" if base.codebook == "channel" else "layer"
-        progress(f"{base}: folding BatchNorm, clustering to {base.clusters} values per {per}")
-        model, steps = clustering.cluster_model(model, base.clusters, ctx.data, init=o.cluster_init, finetune=ft,
-                                                codebook=base.codebook, example_shape=ctx.input_shape)
-        extra["clustering"] = clustering.summary(steps)
-        if extra["clustering"]["codebook"] != base.codebook:
-            extra["note"] = extra["clustering"]["why"]
-            progress(f"{base}: {extra['note']}")
-    model.eval()
-    ctx.float_models[str(base)] = (model, steps, extra)
+    if str(base) not in ctx.float_models:
+        model, steps, extra = METHODS[base.method].build(ctx, copy.deepcopy(ctx.model), base, progress)
+        ctx.float_models[str(base)] = (model.eval(), steps, extra)
     return ctx.float_models[str(base)]
 
 
 def _build_variant(ctx: _Context, variant: Variant, vdir: Path, progress: Progress) -> dict:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    model, steps, extra = _build_float(ctx, variant.base, progress)
+    model, steps, shared = _build_float(ctx, variant.base, progress)
+    extra = dict(shared)  # this variant's notes (INT8 warnings) must not leak into its float siblings
     timings["compress_seconds"] = round(time.perf_counter() - t0, 3)
     vdir.mkdir(parents=True, exist_ok=True)
     out = vdir / "model.onnx"
@@ -213,7 +181,7 @@ def _build_variant(ctx: _Context, variant: Variant, vdir: Path, progress: Progre
         "parity_max_abs_diff": record["parity_max_abs_diff"],
         "quantized_max_abs_diff_vs_torch": record.get("quantized_max_abs_diff_vs_torch"),
         "quantization": record.get("quantization"), "names": record["names"], "weight_sparsity": sparsity,
-        "unique_weight_values": stats["unique_weight_values"] if variant.method == "cluster" else None,
+        "unique_weight_values": stats["unique_weight_values"] if variant.clusters else None,
         "max_unique_weight_values": stats["max_unique_weight_values"],
         "peak_activation_bytes": stats["peak_activation_bytes"],
         "peak_activation_method": "static: live tensors over the topologically sorted graph at batch 1, no reuse",

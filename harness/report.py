@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from export.methods import METHODS
 from harness.console import format_number
 from targets.errors import EdgebenchError
 from harness.results import SAMPLES_CSV, SUMMARY_CSV, atomic_write_text, read_csv_rows
@@ -25,34 +26,20 @@ BASELINE = "fp32"
 Comparer = Callable[[list[list[float]], list[list[float]]], Any]
 
 
+def _variant(spec: str) -> Any:
+    """The parsed spec, or None for a bare ONNX file's name."""
+    from export.variants import parse_variant
+
+    try:
+        return parse_variant(spec)
+    except Exception:  # noqa: BLE001 - a bare ONNX file's name is not a spec
+        return None
+
+
 def describe_variant(spec: str) -> str:
     """What a variant spec did to the model, in plain words."""
-    try:
-        from export.variants import parse_variant
-
-        v = parse_variant(spec)
-    except Exception:  # noqa: BLE001 - a bare ONNX file's name is not a spec; say nothing then
-        return "as given"
-    steps = []
-    if v.method == "fp32":
-        steps.append("the trained float model")
-    elif v.method == "prune-l1":
-        steps.append(f"{v.amount:.0%} of weights set to zero (magnitude)")
-    elif v.method == "prune-ch":
-        steps.append(f"{v.amount:.0%} of channels physically removed")
-    elif v.method == "cluster":
-        per = "output channel" if v.codebook == "channel" else "layer"
-        steps.append(f"{v.clusters} shared weight values per {per} (k-means)")
-    if v.iterations > 1:
-        steps.append(f"in {v.iterations} prune/fine-tune steps")
-    elif v.method != "fp32":
-        steps.append("fine-tuned")
-    if v.quant == "int8":
-        steps.append(f"INT8 static QDQ, form {v.int8_form} (pinned)" if v.int8_form else
-                     "INT8 static QDQ, the form chosen by accuracy then speed")
-    elif v.quant == "int8dyn":
-        steps.append("INT8 dynamic")
-    return ", ".join(steps)
+    v = _variant(spec)
+    return v.describe() if v is not None else "as given"
 
 
 def _float(value: Any) -> float | None:
@@ -230,13 +217,9 @@ def accuracy_note(variant: str, row: pd.Series, base: pd.Series | None, parent: 
                     f"{parent['variant']}.")
         return ""
     if base is not None and _float(base.get("accuracy")) is not None and (base["accuracy"] - acc) * 100 > 5:
-        note = f" It loses {(base['accuracy'] - acc) * 100:.0f} accuracy points: too aggressive for this model."
-        if variant.startswith("cluster-ch"):
-            note += " Use more values per channel."
-        elif variant.startswith("cluster"):
-            note += (" One codebook per layer cannot follow the per-channel scales that BatchNorm folding puts "
-                     "into the weights; use cluster-ch:K (K values per output channel) or more clusters.")
-        return note
+        v = _variant(variant)
+        advice = f" {METHODS[v.method].loss_note}" if v is not None and METHODS[v.method].loss_note else ""
+        return f" It loses {(base['accuracy'] - acc) * 100:.0f} accuracy points: too aggressive for this model." + advice
     return ""
 
 
@@ -276,10 +259,10 @@ def verdict_line(variant: str, row: pd.Series, base: pd.Series | None, cmp: Any,
         delta = (row["accuracy"] - base["accuracy"]) * 100
         parts.append(f"accuracy {row['accuracy']:.2%} ({delta:+.1f} points)")
     note = accuracy_note(variant, row, base, parent)
-    if variant.startswith("prune-l1") and cmp.verdict != "faster":
-        note += (" Zeros alone do not speed up a dense runtime: onnxruntime multiplies them anyway; "
-                "the gain is in the zipped size.")
-    elif "int8dyn" in variant and cmp.verdict == "slower":
+    v = _variant(variant)
+    if v is not None and v.quant is None and METHODS[v.method].slow_note and cmp.verdict != "faster":
+        note += " " + METHODS[v.method].slow_note
+    elif v is not None and v.quant == "int8dyn" and cmp.verdict == "slower":
         note += " Dynamic quantization computes activation scales at run time; on a CNN that costs more than it saves."
     return f"- **{variant}** ({what}): " + "; ".join(parts) + "." + note
 

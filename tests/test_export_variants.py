@@ -38,11 +38,33 @@ def test_rejects_list_valid_forms(text):
 
 def test_per_channel_cluster_is_a_cluster_with_another_codebook():
     v = parse_variant("cluster-ch:4+int8")
-    assert (v.method, v.clusters, v.codebook, v.quant) == ("cluster", 4, "channel", "int8")
+    assert (v.method, v.clusters, v.codebook, v.quant) == ("cluster-ch", 4, "channel", "int8")
     assert str(v.base) == "cluster-ch:4" and v.dir_name == "cluster-ch_4+int8"
     assert parse_variant("cluster:4").codebook == "layer"
-    with pytest.raises(EdgebenchError, match="only cluster has a per-channel codebook"):
-        Variant("prune-ch", amount=0.5, codebook="channel")
+    with pytest.raises(EdgebenchError, match="this method takes no K"):
+        Variant("prune-ch", amount=0.5, clusters=4)
+
+
+def test_one_registry_drives_parsing_description_recipe_and_report_notes():
+    from export.build import BuildOptions
+    from export.methods import METHODS, Method
+
+    # a method added to the registry parses, describes itself and gets its recipe with no other edit
+    METHODS["prune-x"] = Method("prune-x", "ratio", "R = test ratio", True, "finetune_recipe",
+                                lambda v: f"{v.amount:.0%} of something", METHODS["fp32"].build,
+                                slow_note="x is not faster.")
+    try:
+        v = parse_variant("prune-x:0.25@iter=2+int8")
+        assert str(v) == "prune-x:0.25@iter=2+int8"
+        assert v.describe() == ("25% of something, in 2 prune/fine-tune steps, INT8 static QDQ, the form chosen by "
+                                "accuracy then speed")
+        assert BuildOptions().finetuning(METHODS["prune-x"]) == BuildOptions().finetune_recipe
+        assert BuildOptions(finetune=False).finetuning(METHODS["prune-x"]) is None
+        assert BuildOptions().finetuning(METHODS["fp32"]) is None
+    finally:
+        del METHODS["prune-x"]
+    with pytest.raises(EdgebenchError, match="unknown method 'prune-x'"):
+        parse_variant("prune-x:0.25")
 
 
 def test_parse_list_and_duplicates():
