@@ -59,6 +59,7 @@ class BuildOptions:
     int8_form: str = int8.AUTO  # the form of a plain `+int8` (`+int8:FORM` pins one per variant)
     int8_tolerance: float = int8.DEFAULT_TOLERANCE  # accuracy points an INT8 form may lose and still ship
     int8_select_on: str = "build"  # where INT8 forms are measured: the build machine or a target's name
+    int8_keep_float: tuple[str, ...] = ()  # nodes left in float in static INT8: first, last or node names
     per_channel: bool = True
     round_to: int | None = 8
     exporter: str = "auto"
@@ -143,7 +144,7 @@ def _build_variant(ctx: _Context, variant: Variant, vdir: Path, progress: Progre
             record["quantization"] = int8.build_static(
                 float_path, out, ctx.data.x_train, ctx.data.x_val, ctx.data.y_val, form=form,
                 tolerance=ctx.options.int8_tolerance, calibration=ctx.options.calibration,
-                per_channel=ctx.options.per_channel, evaluator=ctx.evaluator)
+                per_channel=ctx.options.per_channel, evaluator=ctx.evaluator, keep_float=ctx.options.int8_keep_float)
             timings["select_int8_form_seconds"] = record["quantization"]["selection"]["seconds"]
             warning = int8.build_warning(record["quantization"]["selection"])
             if warning:

@@ -54,6 +54,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--int8-tolerance", type=float, default=int8.DEFAULT_TOLERANCE, metavar="POINTS",
                         help="accuracy points (validation split) an INT8 form may lose against its float model "
                              "and still ship (1)")
+    parser.add_argument("--int8-keep-float", metavar="NODES", default="",
+                        help="leave these layers in float in static INT8: first, last (the first / last layer "
+                             "with weights) or node names, comma-separated")
     parser.add_argument("--int8-select-on", metavar="T", default="build",
                         help="where the INT8 forms' accuracy and speed are measured: build (this machine, "
                              "default) or a target (local, ssh://[user@]host[:port], a Host alias) - the CPU the "
@@ -109,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     form = args.int8_form or {"uint8": "u8s8", "int8": "s8s8", None: int8.AUTO}[args.activation_type]
     options = BuildOptions(finetune=not args.no_finetune, calibration=args.calibration, int8_form=form,
                            int8_tolerance=args.int8_tolerance, int8_select_on=args.int8_select_on,
+                           int8_keep_float=tuple(n.strip() for n in args.int8_keep_float.split(",") if n.strip()),
                            round_to=args.round_to or None,
                            exporter=args.exporter, cluster_init=args.cluster_init, l1_allocation=args.l1_allocation,
                            compact_names=not args.keep_names, model_output=args.model_output,

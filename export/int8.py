@@ -183,7 +183,7 @@ def choose(float_accuracy: float, candidates: list[Candidate], tolerance: float)
 
 def build_static(float_path: Path, out: Path, calib_x: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, *,
                  form: str, tolerance: float, calibration: str, per_channel: bool,
-                 evaluator: Evaluator) -> dict:
+                 evaluator: Evaluator, keep_float: tuple[str, ...] = ()) -> dict:
     """Quantize ``float_path`` in every candidate form (or the pinned one), measure them with ``evaluator``
     on the validation split, copy the chosen file to ``out`` and return the quantization record.
 
@@ -202,7 +202,8 @@ def build_static(float_path: Path, out: Path, calib_x: np.ndarray, x_val: np.nda
         for name in names:
             files[name] = Path(tmp) / f"{name}.onnx"
             records[name] = quantize_static_int8(float_path, files[name], calib_x, form=FORMS[name],
-                                                 calibration=calibration, per_channel=per_channel)
+                                                 calibration=calibration, per_channel=per_channel,
+                                                 keep_float=keep_float)
         t0 = time.perf_counter()
         float_accuracy = BuildMachine().accuracy({"float": Path(float_path)}, x_val, y_val)["float"]
         acc = evaluator.accuracy(files, x_val, y_val)
@@ -242,6 +243,7 @@ def build_warning(selection: dict) -> str | None:
         return (f"INT8 loses {-chosen['accuracy_change_points']:.1f} points against the float model in every form "
                 f"tried on {where} ({tried}): the loss is the model's, not one CPU's kernels; try another "
                 f"calibration (--calibration entropy or percentile), more typical calibration data (--data), "
+                f"keeping the first and last layers in float (--int8-keep-float first,last), "
                 f"or ship this variant in float")
     saturates = chosen["form"] == "u8s8" and u8s8_may_saturate(machine.get("arch"), machine.get("cpu_features"))
     return (f"the pinned INT8 form {chosen['form']} loses {-chosen['accuracy_change_points']:.1f} points against the "

@@ -55,9 +55,33 @@ def _preprocess(src: Path, dst: Path) -> str:
             raise EdgebenchError(f"quant_pre_process failed: {type(exc2).__name__}: {exc2}") from exc2
 
 
-def quantize_static_int8(src: Path, dst: Path, calib_x: np.ndarray, *, form: Int8Form,
-                         calibration: str = "minmax", per_channel: bool = True) -> dict:
-    """Static QDQ quantization of ``src`` into ``dst`` in INT8 ``form``, calibrated on ``calib_x`` (real samples)."""
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+def float_nodes(path: Path, keep: tuple[str, ...]) -> list[str]:
+    """Names of the nodes ``keep`` asks to leave in float: ``first`` / ``last`` (the first / last layer with
+    weights, where quantization error hurts most) or node names; an unknown name is an error."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    weighted = [n.name for n in graph.node if n.op_type in WEIGHTED_OPS]
+    names = {n.name for n in graph.node}
+    out = []
+    for k in keep:
+        if k in ("first", "last"):
+            out += weighted[:1] if k == "first" else weighted[-1:]
+        elif k in names:
+            out.append(k)
+        else:
+            raise EdgebenchError(f"--int8-keep-float {k}: no node of that name; give first, last or node names "
+                                 f"(e.g. {', '.join(weighted[:3])})")
+    return out
+
+
+def quantize_static_int8(src: Path, dst: Path, calib_x: np.ndarray, *, form: Int8Form, calibration: str = "minmax",
+                         per_channel: bool = True, keep_float: tuple[str, ...] = ()) -> dict:
+    """Static QDQ quantization of ``src`` into ``dst`` in INT8 ``form``, calibrated on ``calib_x`` (real samples);
+    the nodes ``keep_float`` names (see float_nodes) stay in float."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     if calibration not in CALIBRATIONS:
@@ -70,11 +94,12 @@ def quantize_static_int8(src: Path, dst: Path, calib_x: np.ndarray, *, form: Int
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
         pre_status = _preprocess(src, pre)
+        excluded = float_nodes(pre, keep_float)
         try:
             quantize_static(str(pre), str(Path(tmp) / "q.onnx"), _Reader(x, INPUT_NAME),
                             quant_format=QuantFormat.QDQ, per_channel=per_channel, reduce_range=form.reduce_range,
                             activation_type=types[form.activation_type], weight_type=types[form.weight_type],
-                            calibrate_method=method,
+                            calibrate_method=method, nodes_to_exclude=excluded,
                             extra_options={"CalibTensorRangeSymmetric": False} if calibration == "minmax" else None)
         except Exception as exc:
             raise EdgebenchError(f"static INT8 quantization failed: {type(exc).__name__}: {exc}") from exc
@@ -83,7 +108,8 @@ def quantize_static_int8(src: Path, dst: Path, calib_x: np.ndarray, *, form: Int
         save_model(onnx.load(str(Path(tmp) / "q.onnx")), dst)
     return {
         "mode": "static", "format": "QDQ", "per_channel": per_channel, "form": form.name,
-        "activation_type": form.activation_type, "weight_type": form.weight_type, "reduce_range": form.reduce_range, "calibration": calibration, "n_calibration_samples": int(len(x)),
+        "activation_type": form.activation_type, "weight_type": form.weight_type, "reduce_range": form.reduce_range,
+        "kept_float": excluded, "calibration": calibration, "n_calibration_samples": int(len(x)),
         "calibration_split": "train", "pre_process": pre_status, "seconds": round(time.perf_counter() - t0, 3),
     }
 

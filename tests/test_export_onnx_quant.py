@@ -218,3 +218,16 @@ def test_artifacts_csv_round_trip(tmp_path):
     assert back[0]["params"] == 10 and back[0]["accuracy"] == 0.975 and back[0]["input_shape"] == "1x1x8x8"
     assert back[0]["macs"] is None and back[0]["reused"] == 0
     assert back[1]["error"] == 'bad, "quoted"' and back[1]["quant_calibration"] == "minmax"
+
+
+def test_first_and_last_layers_can_stay_in_float(trained, tmp_path):
+    _, d, path, _ = trained
+    rec = quantize_static_int8(path, tmp_path / "k.onnx", d.x_train, form=FORMS["reduce"], keep_float=("first", "last"))
+    graph = onnx.load(str(tmp_path / "k.onnx")).graph
+    producers = {o: n.op_type for n in graph.node for o in n.output}
+    weighted = [n for n in graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+    dequantized = [producers.get(n.input[1]) == "DequantizeLinear" for n in weighted]
+    assert len(rec["kept_float"]) == 2 and not dequantized[0] and not dequantized[-1] and all(dequantized[1:-1])
+    assert evaluate_onnx(tmp_path / "k.onnx", d.x_test, d.y_test, 10)["accuracy"] > 0.6
+    with pytest.raises(EdgebenchError, match="--int8-keep-float nosuchnode: no node of that name"):
+        quantize_static_int8(path, tmp_path / "x.onnx", d.x_train, form=FORMS["reduce"], keep_float=("nosuchnode",))
