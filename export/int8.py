@@ -199,11 +199,13 @@ def build_static(float_path: Path, out: Path, calib_x: np.ndarray, x_val: np.nda
     with tempfile.TemporaryDirectory() as tmp:
         files: dict[str, Path] = {}
         records: dict[str, dict] = {}
+        shared = Path(tmp) / "shared"
+        shared.mkdir()
         for name in names:
             files[name] = Path(tmp) / f"{name}.onnx"
             records[name] = quantize_static_int8(float_path, files[name], calib_x, form=FORMS[name],
                                                  calibration=calibration, per_channel=per_channel,
-                                                 keep_float=keep_float)
+                                                 keep_float=keep_float, shared=shared)
         t0 = time.perf_counter()
         float_accuracy = BuildMachine().accuracy({"float": Path(float_path)}, x_val, y_val)["float"]
         acc = evaluator.accuracy(files, x_val, y_val)

@@ -79,9 +79,13 @@ def float_nodes(path: Path, keep: tuple[str, ...]) -> list[str]:
 
 
 def quantize_static_int8(src: Path, dst: Path, calib_x: np.ndarray, *, form: Int8Form, calibration: str = "minmax",
-                         per_channel: bool = True, keep_float: tuple[str, ...] = ()) -> dict:
+                         per_channel: bool = True, keep_float: tuple[str, ...] = (), shared: Path | None = None) -> dict:
     """Static QDQ quantization of ``src`` into ``dst`` in INT8 ``form``, calibrated on ``calib_x`` (real samples);
-    the nodes ``keep_float`` names (see float_nodes) stay in float."""
+    the nodes ``keep_float`` names (see float_nodes) stay in float. Forms of one float model may share a
+    ``shared`` folder: the pre-processed graph and the calibration ranges (float min/max, the same for every
+    form) are then computed once, which was most of an INT8 build's time."""
+    import inspect
+
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     if calibration not in CALIBRATIONS:
@@ -92,15 +96,21 @@ def quantize_static_int8(src: Path, dst: Path, calib_x: np.ndarray, *, form: Int
     x = np.ascontiguousarray(calib_x[:N_CALIBRATION], dtype=np.float32)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        pre = Path(tmp) / "pre.onnx"
-        pre_status = _preprocess(src, pre)
+        work = Path(shared or tmp)
+        pre = work / "pre.onnx"
+        pre_status = (work / "pre_status.txt").read_text() if pre.is_file() else _preprocess(src, pre)
+        (work / "pre_status.txt").write_text(pre_status)
         excluded = float_nodes(pre, keep_float)
+        cache = {}  # onnxruntime >= 1.25 keeps calibration ranges in a file it can reuse
+        if "calibration_cache_path" in inspect.signature(quantize_static).parameters:
+            cache = {"calibration_cache_path": str(work / f"ranges-{calibration}.json")}
         try:
             quantize_static(str(pre), str(Path(tmp) / "q.onnx"), _Reader(x, INPUT_NAME),
                             quant_format=QuantFormat.QDQ, per_channel=per_channel, reduce_range=form.reduce_range,
                             activation_type=types[form.activation_type], weight_type=types[form.weight_type],
                             calibrate_method=method, nodes_to_exclude=excluded,
-                            extra_options={"CalibTensorRangeSymmetric": False} if calibration == "minmax" else None)
+                            extra_options={"CalibTensorRangeSymmetric": False} if calibration == "minmax" else None,
+                            **cache)
         except Exception as exc:
             raise EdgebenchError(f"static INT8 quantization failed: {type(exc).__name__}: {exc}") from exc
         import onnx
