@@ -41,6 +41,7 @@ from export.variants import Variant, parse_variants
 from export.zoo import load_model
 from targets.cpu import features_text
 from targets.errors import EdgebenchError
+from targets.stored import sha256_file, size_facts
 
 Progress = Callable[[str], None]
 PARITY_SAMPLES = 64
@@ -168,15 +169,15 @@ def _build_variant(ctx: _Context, variant: Variant, vdir: Path, progress: Progre
     metrics = evaluate_onnx(out, ctx.data.x_test, ctx.data.y_test, ctx.data.num_classes)
     timings["evaluate_seconds"] = round(time.perf_counter() - t0, 3)
     stats = graph_stats(out)
-    size, zipped = mf.file_sizes(out)
+    sizes = size_facts(out)
     if "clustering" in extra:  # what the shipped file holds, after onnxsim and quantization
         extra = {**extra, "clustering": {**extra["clustering"], **clustering.file_codebook_stats(out)}}
     sparsity = None
     if stats["params"] and stats["nonzero_params"] is not None:
         sparsity = 1.0 - stats["nonzero_params"] / stats["params"]
     return {
-        "status": "ok", "error": None, "model_sha256": mf.sha256_file(out), "model_bytes": size,
-        "model_zip_bytes": zipped, "params": stats["params"], "nonzero_params": stats["nonzero_params"],
+        "status": "ok", "error": None, "model_sha256": sizes["sha256"], "model_bytes": sizes["model_bytes"],
+        "model_zip_bytes": sizes["model_zip_bytes"], "params": stats["params"], "nonzero_params": stats["nonzero_params"],
         "macs": stats["macs"], "macs_source": stats["macs_source"], "opset": stats["opset"],
         "exporter": record["export"]["exporter"], "export": record["export"],
         "parity_max_abs_diff": record["parity_max_abs_diff"],
@@ -216,7 +217,7 @@ def _reusable(vdir: Path, inputs_hash: str) -> dict | None:
     old = mf.read_manifest(vdir / "manifest.json")
     model = vdir / "model.onnx"
     if (old and old.get("status") == "ok" and old.get("inputs_hash") == inputs_hash and model.is_file()
-            and mf.sha256_file(model) == old.get("model_sha256")):
+            and sha256_file(model) == old.get("model_sha256")):
         return old
     return None
 
@@ -273,7 +274,7 @@ def prepare(model: str, *, weights: Path | None = None, input_shape: tuple[int, 
                              "give data that matches the model's classes")
     pruning.excluded_modules(net, options.prune_exclude)  # a misspelt name fails now, not after training
     if weights is not None:
-        record = {"source": "file", "path": str(weights), "sha256": mf.sha256_file(Path(weights))}
+        record = {"source": "file", "path": str(weights), "sha256": sha256_file(Path(weights))}
     else:
         record = {"source": "trained by edgebench",
                   "cache_key": cache_key(model, shape, dataset, options.train_recipe, net)}

@@ -1,6 +1,6 @@
 """What an artifact is and what it cost: ONNX graph statistics, ``manifest.json`` and ``artifacts.csv``.
 
-Every figure here is read from the ONNX file itself (sizes here; parameters, MACs, distinct values and the
+Every figure here is read from the ONNX file itself (sizes from ``targets.stored``; parameters, MACs, distinct values and the
 activation-memory estimate from ``export.graphfacts``), so a manifest describes the bytes a device will
 load, not the torch model.
 
@@ -10,16 +10,12 @@ Format history: schema_version 1 - first version.
 from __future__ import annotations
 
 import csv
-import hashlib
-import io
 import json
 import os
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from export.onnx_export import external_data_files
 
 SCHEMA_VERSION = 1
 
@@ -32,25 +28,6 @@ CSV_COLUMNS = (
     "recall_macro", "f1_macro", "gmean", "n_test_samples", "build_seconds", "reused",
     "int8_form", "int8_chosen_on", "int8_warning", "build_cpu_model", "build_cpu_features",
 )
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def file_sizes(path: Path) -> tuple[int, int]:
-    """(bytes, zip-deflated bytes) of the model file plus any external data it references."""
-    files = [Path(path), *external_data_files(path)]
-    raw = sum(f.stat().st_size for f in files)
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as z:
-        for f in files:
-            z.write(f, f.name)
-    return raw, len(buf.getvalue())
 
 
 def write_json_atomic(path: Path, obj: dict) -> None:

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from targets.errors import EdgebenchError
+from targets.stored import stored_files
 
 OPSET = 17
 EXPORTERS = ("legacy", "dynamo")
@@ -123,7 +124,7 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, ...], path: Path, *, e
         record["simplify_seconds"] = round(time.perf_counter() - t0, 3)
     record["opset"] = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), opset)
     save_model(proto, path)
-    record["external_data"] = external_data_files(path) != []
+    record["external_data"] = len(stored_files(path)) > 1
     return record
 
 
@@ -224,18 +225,6 @@ def compact_names(path: Path) -> dict:
     tmp.write_text(json.dumps(names, indent=0) + "\n")
     tmp.replace(path.with_name(NAMES_FILE))
     return {"compacted": True, "names_file": NAMES_FILE, "bytes_before": before, "bytes_after": path.stat().st_size}
-
-
-def external_data_files(path: Path) -> list[Path]:
-    """External data files a model references (their bytes are part of what the device stores)."""
-    proto = onnx.load(str(path), load_external_data=False)
-    files = set()
-    for init in proto.graph.initializer:
-        if init.data_location == onnx.TensorProto.EXTERNAL:
-            for kv in init.external_data:
-                if kv.key == "location":
-                    files.add(Path(path).parent / kv.value)
-    return sorted(files)
 
 
 def ort_session(path: Path, threads: int = 1):  # -> onnxruntime.InferenceSession

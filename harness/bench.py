@@ -65,7 +65,10 @@ def load_item(path: Path, name: str | None = None) -> BenchItem:
     check = check_model(model_file)
     if not check.ok:
         return BenchItem(model, variant, model_file, status=check.status, error=check.error)
-    facts = {**check.facts, **{k: v for k, v in manifest.items() if isinstance(v, (int, float, str)) and v != ""}}
+    # The file's own facts win over the manifest's: they are what a device stores now, by the one definition
+    # (targets/stored.py) that a bare file gets too; the manifest adds what only the build knows.
+    scalars = {k: v for k, v in manifest.items() if isinstance(v, (int, float, str)) and v != ""}
+    facts = {**scalars, **{k: v for k, v in check.facts.items() if v is not None}}
     return BenchItem(model, variant, model_file, check.facts["sha256"], facts)
 
 

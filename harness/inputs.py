@@ -75,7 +75,7 @@ def _number(text: str) -> int | float | bool | None:
 def _npy_value(name: str, path: Path, base: Path | None, fail: Any) -> InputValue:
     import numpy as np
 
-    from harness.modelfile import sha256_file
+    from targets.stored import sha256_file
 
     if path.suffix != ".npy":
         raise fail("not a number, and not a .npy file")

@@ -1,12 +1,14 @@
-"""What a device must store for an ONNX model, and a quick validity check before any target sees it."""
+"""A model file checked before any target sees it, and its facts: what a device stores (targets/stored.py),
+parameters (export/graphfacts.py), opset."""
 
 from __future__ import annotations
 
-import hashlib
-import zlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from targets.stored import size_facts
 
 
 @dataclass(frozen=True)
@@ -17,41 +19,12 @@ class ModelCheck:
     status: str = "ok"
     error: str | None = None
     facts: dict[str, Any] = field(default_factory=dict)
+    inputs: tuple[str, ...] = ()  # the graph inputs a caller feeds (initializers excluded)
+    classes: int | None = None  # the first output's width when static: how many classes labels may name
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def stored_files(path: Path, model: Any) -> list[Path]:
-    """The model file plus every external-data file it references (a device must store them all)."""
-    from export.graphfacts import stored_tensors
-
-    files = {path}
-    for tensor in stored_tensors(model.graph):
-        for entry in tensor.external_data:
-            if entry.key == "location":
-                files.add(path.parent / entry.value)
-    return sorted(files)
-
-
-def zip_bytes(paths: list[Path]) -> int:
-    """Deflated size, the seeds' "deflation" figure: what pruning's zeros and clustering's repeats buy."""
-    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
-    total = 0
-    for p in paths:
-        with open(p, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                total += len(compressor.compress(block))
-    return total + len(compressor.flush())
 
 
 def check_model(path: Path) -> ModelCheck:
@@ -74,23 +47,37 @@ def check_model(path: Path) -> ModelCheck:
     if not model.graph.node and not model.graph.output:
         return ModelCheck(path, "bad_model", f"{path} holds no ONNX graph; export the model again")
     try:
+        sizes = size_facts(path, model)
+    except FileNotFoundError as exc:
+        return ModelCheck(path, "missing_file", f"{path} refers to external data {exc.filename}, which is missing; "
+                                                "copy it next to the model")
+    try:
         onnx.checker.check_model(str(path))
     except Exception as exc:  # noqa: BLE001 - onnx raises ValidationError and friends
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return ModelCheck(path, "invalid_graph", f"{path} is not a valid ONNX graph: {first}; "
                                                  "re-export it or run python -m onnx.checker on it")
-    files = stored_files(path, model)
-    missing = [f for f in files if not f.exists()]
-    if missing:
-        return ModelCheck(path, "missing_file", f"{path} refers to external data {missing[0]}, which is missing; "
-                                                "copy it next to the model")
     counted = count_params(model, path.parent)  # None (a blank cell) where the file cannot say
     facts = {
-        "model_bytes": sum(f.stat().st_size for f in files),
-        "model_zip_bytes": zip_bytes(files),
+        **sizes,
         "params": counted.params,
         "nonzero_params": counted.nonzero,
-        "sha256": sha256_file(path),
         "opset": max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=None),
     }
-    return ModelCheck(path, facts=facts)
+    return ModelCheck(path, facts=facts, inputs=fed_inputs(model.graph), classes=output_width(model.graph))
+
+
+def fed_inputs(graph: Any) -> tuple[str, ...]:
+    """Names of the inputs a caller must feed (old exporters list initializers among the inputs too)."""
+    weights = {t.name for t in graph.initializer}
+    return tuple(i.name for i in graph.input if i.name not in weights)
+
+
+def output_width(graph: Any) -> int | None:
+    """Scores per sample of the first output (the runner's argmax runs over them), when its sizes are fixed."""
+    if not graph.output:
+        return None
+    dims = graph.output[0].type.tensor_type.shape.dim[1:]
+    if not dims or not all(d.HasField("dim_value") and d.dim_value > 0 for d in dims):
+        return None
+    return math.prod(d.dim_value for d in dims)

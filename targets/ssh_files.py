@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import threading
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-_CHUNK = 1 << 20
+from targets import stored
+
 _cache: dict[tuple[str, int, int], Bundle] = {}
 _cache_lock = threading.Lock()
 
@@ -27,16 +28,9 @@ class Bundle:
     members: tuple[tuple[str, Path], ...]
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def external_data_names(path: Path) -> list[str]:
-    """Relative names of the external-data files an ONNX model refers to ([] if none or not ONNX)."""
+    """Relative names of the external-data files an ONNX model refers to ([] if none or not ONNX), kept
+    to the model's folder: a location that leaves it cannot be mirrored safely; the runner will report it."""
     if path.suffix != ".onnx":
         return []
     try:
@@ -47,28 +41,7 @@ def external_data_names(path: Path) -> list[str]:
         model = onnx.load(str(path), load_external_data=False)
     except Exception:  # noqa: BLE001 - a broken model is the runner's to report, as data
         return []
-    names: set[str] = set()
-
-    def visit(graph: onnx.GraphProto) -> None:
-        tensors = list(graph.initializer)
-        for node in graph.node:
-            for attr in node.attribute:
-                if attr.HasField("t"):
-                    tensors.append(attr.t)
-                tensors.extend(attr.tensors)
-                if attr.HasField("g"):
-                    visit(attr.g)
-                for sub in attr.graphs:
-                    visit(sub)
-        for t in tensors:
-            if t.data_location == onnx.TensorProto.EXTERNAL:
-                for entry in t.external_data:
-                    if entry.key == "location":
-                        names.add(entry.value)
-
-    visit(model.graph)
-    # A location that leaves the model's folder cannot be mirrored safely; the runner will report it.
-    return sorted(n for n in names if ".." not in PurePosixPath(n).parts and not PurePosixPath(n).is_absolute())
+    return [n for n in stored.external_data_names(model) if stored.safe_name(n)]
 
 
 def bundle_for(path: Path) -> Bundle:
@@ -82,11 +55,11 @@ def bundle_for(path: Path) -> Bundle:
     members = [(path.name, path)] + [(n, path.parent / n) for n in external_data_names(path)]
     members = [(rel, p) for rel, p in members if p.is_file()]
     if len(members) == 1:
-        sha = file_sha256(path)
+        sha = stored.sha256_file(path)
     else:
         digest = hashlib.sha256()
         for rel, p in members:
-            digest.update(f"{rel}\0{file_sha256(p)}\n".encode())
+            digest.update(f"{rel}\0{stored.sha256_file(p)}\n".encode())
         sha = digest.hexdigest()
     bundle = Bundle(path.name, sha, tuple(members))
     with _cache_lock:

@@ -13,6 +13,7 @@ from export import manifest as mf
 from export.build import BuildOptions, compress
 from export.train import Recipe
 from targets.errors import EdgebenchError
+from targets.stored import sha256_file
 
 FAST = BuildOptions(train_recipe=Recipe(epochs=2), finetune_recipe=Recipe(epochs=1, lr=1e-3),
                     structured_finetune_recipe=Recipe(epochs=1, lr=1e-3))
@@ -42,7 +43,7 @@ def test_manifest_fields(built):
                 "parity_max_abs_diff", "unique_weight_values", "peak_activation_bytes", "accuracy",
                 "precision_macro", "recall_macro", "f1_macro", "gmean", "confusion_matrix", "timings", "steps"):
         assert m.get(key) is not None, key
-    assert m["variant"] == "cluster:8" and m["model_sha256"] == mf.sha256_file(out / "cluster_8" / "model.onnx")
+    assert m["variant"] == "cluster:8" and m["model_sha256"] == sha256_file(out / "cluster_8" / "model.onnx")
     assert max(m["unique_weight_values"].values()) <= 8
     q = json.loads((out / "fp32+int8" / "manifest.json").read_text())["quantization"]
     assert q["format"] == "QDQ" and q["calibration"] == "minmax" and q["n_calibration_samples"] > 0
@@ -68,7 +69,7 @@ def test_reuse_of_built_artifacts(built):
     assert again[0]["model_sha256"] == rows[0]["model_sha256"]
     (out / "fp32" / "model.onnx").write_bytes(b"tampered")  # a changed file is not trusted:
     third = compress("zoo:digits-cnn", ["fp32"], out, options=FAST)  # restored from the user cache
-    assert third[0]["reused_from"] and mf.sha256_file(out / "fp32" / "model.onnx") == rows[0]["model_sha256"]
+    assert third[0]["reused_from"] and sha256_file(out / "fp32" / "model.onnx") == rows[0]["model_sha256"]
     (out / "fp32" / "model.onnx").write_bytes(b"tampered")
     shutil.rmtree(build._cached_artifact(rows[0]["inputs_hash"]))
     fourth = compress("zoo:digits-cnn", ["fp32"], out, options=FAST)  # ... or rebuilt when not cached
@@ -83,7 +84,7 @@ def test_another_output_folder_takes_built_artifacts_from_the_cache(built, tmp_p
     assert not any("building" in m for m in messages), messages
     assert [r["reused"] for r in again] == [True, True]
     assert again[1]["model_sha256"] == rows[2]["model_sha256"]
-    assert mf.sha256_file(tmp_path / "cluster_8" / "model.onnx") == rows[2]["model_sha256"]
+    assert sha256_file(tmp_path / "cluster_8" / "model.onnx") == rows[2]["model_sha256"]
     manifest = json.loads((tmp_path / "cluster_8" / "manifest.json").read_text())
     assert manifest["data_file"] == str(tmp_path / "data.npz")
 

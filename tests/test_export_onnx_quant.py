@@ -26,6 +26,7 @@ from export.quantize import quantize_dynamic_int8, quantize_static_int8
 from export.train import Recipe, fit
 from export.zoo import DigitsCNN
 from targets.errors import EdgebenchError
+from targets.stored import size_facts
 from tests import wild_models
 
 
@@ -187,8 +188,8 @@ def test_graph_stats(trained):
     # conv1: 8x8x16 outputs x 9 taps, conv2: 8x8x32 x 16*9, conv3: 4x4x32 x 32*9, fc 32x10
     assert s["macs"] == 64 * 16 * 9 + 64 * 32 * 144 + 16 * 32 * 288 + 320
     assert s["peak_activation_bytes"] >= 4 * (64 * 16 + 64 * 32)  # two consecutive feature maps at once
-    size, zipped = mf.file_sizes(path)
-    assert size == path.stat().st_size and 0 < zipped < size
+    sizes = size_facts(path)
+    assert sizes["model_bytes"] == path.stat().st_size and 0 < sizes["model_zip_bytes"] < sizes["model_bytes"]
 
 
 def test_int8_files_keep_the_fp32_params_macs_and_peak_activations(trained, tmp_path):
