@@ -26,10 +26,11 @@ from harness.modelfile import check_model
 from harness.results import ResultsWriter, SummaryRow, utc_now
 from harness.stats import stability_warnings
 from targets.base import Target
+from targets.runner import PERMANENT_STATUSES
 
-# Runner statuses that will not change in another process: stop retrying that model.
-PERMANENT_FAILURES = {"missing_file", "bad_model", "invalid_graph", "bad_shape", "bad_input", "bad_data",
-                      "bad_spec", "no_onnxruntime", "run_failed"}
+# Statuses that will not change in another process: stop retrying that model (the runner's, and the
+# harness's own check of the graph).
+PERMANENT_FAILURES = PERMANENT_STATUSES | {"invalid_graph"}
 
 Progress = Callable[[str], None]
 

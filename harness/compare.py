@@ -232,31 +232,35 @@ def format_comparisons(rows: Sequence[ComparisonRow]) -> list[str]:
 def configure(p: argparse.ArgumentParser) -> None:
     from harness.options import add_input_options, add_target_options, positive_float
 
+    d = PairedOptions()
     p.add_argument("inputs", nargs="+", type=Path, metavar="MODEL",
                    help="A B [C ...]: ONNX files or artifact folders (measured interleaved), or two result folders")
     p.add_argument("--baseline", metavar="A", help="which input is the baseline (default: the first)")
     p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default results/compare-<run-id>)")
-    p.add_argument("--threshold", type=positive_float, default=DEFAULT_THRESHOLD, metavar="F",
-                   help="'same' when the ratio's confidence interval lies within +-F (default 0.02 = 2%%)")
-    p.add_argument("--max-time", type=positive_float, default=60.0, metavar="S",
-                   help="stop adding rounds after this many seconds (60)")
-    p.add_argument("--precision", type=float, default=0.0, metavar="F",
+    p.add_argument("--threshold", type=positive_float, default=d.threshold, metavar="F",
+                   help=f"'same' when the ratio's confidence interval lies within +-F (default {d.threshold:g} = "
+                        + f"{d.threshold:.0%})".replace("%", "%%"))
+    p.add_argument("--max-time", type=positive_float, default=d.max_time_s, metavar="S",
+                   help=f"stop adding rounds after this many seconds ({d.max_time_s:g})")
+    p.add_argument("--precision", type=positive_float, default=d.precision, metavar="F",
                    help="after the verdict, add rounds until its interval is at most about +-F wide "
                         "(0.05 = +-5%%), or --max-time runs out (default 0: stop at the verdict)")
-    p.add_argument("--min-rounds", type=int, default=9, metavar="N",
-                   help="rounds (fresh processes) before the first verdict (9)")
-    p.add_argument("--block-size", type=int, default=40, metavar="N", help="calls per block of one model (40)")
-    p.add_argument("--drop", type=int, default=5, metavar="N", help="first calls of each block not counted (5)")
-    p.add_argument("--round-time", type=positive_float, default=0.5, metavar="S",
-                   help="timed seconds per round, at least (0.5); blocks are added until it has passed")
-    p.add_argument("--block-time", type=positive_float, default=0.25, metavar="S",
-                   help="a slow model's block holds only the calls that fill about this long (0.25), so that "
-                        "enough rounds for a verdict fit in --max-time")
+    p.add_argument("--min-rounds", type=int, default=d.min_rounds, metavar="N",
+                   help=f"rounds (fresh processes) before the first verdict ({d.min_rounds})")
+    p.add_argument("--block-size", type=int, default=d.block_size, metavar="N",
+                   help=f"calls per block of one model ({d.block_size})")
+    p.add_argument("--drop", type=int, default=d.drop_per_block, metavar="N",
+                   help=f"first calls of each block not counted ({d.drop_per_block})")
+    p.add_argument("--round-time", type=positive_float, default=d.round_time_s, metavar="S",
+                   help=f"timed seconds per round, at least ({d.round_time_s:g}); blocks are added until it has passed")
+    p.add_argument("--block-time", type=positive_float, default=d.block_time_s, metavar="S",
+                   help=f"a slow model's block holds only the calls that fill about this long ({d.block_time_s:g}), "
+                        "so that enough rounds for a verdict fit in --max-time")
     p.add_argument("--threads", type=int, metavar="N", help="onnxruntime intra-op threads (default: its own)")
     add_input_options(p)
-    p.add_argument("--seed", type=int, default=0, help="random inputs and round order")
-    p.add_argument("--timeout", type=positive_float, default=120.0, metavar="S",
-                   help="stop one runner process after this long (120)")
+    p.add_argument("--seed", type=int, default=d.seed, help="random inputs and round order")
+    p.add_argument("--timeout", type=positive_float, default=d.timeout_s, metavar="S",
+                   help=f"stop one runner process after this long ({d.timeout_s:g})")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
     add_target_options(p)
 

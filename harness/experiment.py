@@ -69,8 +69,11 @@ timeout_s = 120.0
 _TOP_KEYS = {"name", "out", "variants", "targets", "models", "data", "build", "measure"}
 _BUILD_KEYS = {"int8_select_on", "int8_tolerance"}
 _MODEL_KEYS = {"name", "model", "weights", "input_shape"}
-_MEASURE_KEYS = {"batch_sizes", "threads", "processes", "min_time_s", "max_time_s", "min_iterations",
-                 "max_iterations", "timeout_s", "cpu", "seed", "inputs"}
+# [measure] keys that are one RunSpec field each: key -> (field, type)
+_MEASURE_FIELDS = {"processes": ("processes", int), "min_time_s": ("min_time_s", float),
+                   "max_time_s": ("max_time_s", float), "min_iterations": ("min_iterations", int),
+                   "max_iterations": ("max_iterations", int), "timeout_s": ("timeout_s", float), "seed": ("seed", int)}
+_MEASURE_KEYS = {"batch_sizes", "threads", "cpu", "inputs", *_MEASURE_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -99,17 +102,12 @@ class Experiment:
     inputs: tuple[InputValue, ...] = ()
 
     def run_specs(self, data: Path | None = None) -> list[RunSpec]:
-        """One RunSpec per (batch size, thread count)."""
+        """One RunSpec per (batch size, thread count); a setting the experiment leaves out keeps RunSpec's default."""
         m = self.measure
-        return [
-            RunSpec(batch_size=b, threads=t, processes=int(m.get("processes", 5)),
-                    min_time_s=float(m.get("min_time_s", 1.0)), max_time_s=float(m.get("max_time_s", 30.0)),
-                    min_iterations=int(m.get("min_iterations", 20)),
-                    max_iterations=int(m.get("max_iterations", 10_000)),
-                    timeout_s=float(m.get("timeout_s", 120.0)), cpu_affinity=tuple(m.get("cpu", ())),
-                    data=data, seed=int(m.get("seed", 0)), inputs=self.inputs)
-            for b in self.batch_sizes for t in self.threads
-        ]
+        given = {field: kind(m[key]) for key, (field, kind) in _MEASURE_FIELDS.items() if key in m}
+        return [RunSpec(batch_size=b, threads=t, cpu_affinity=tuple(m.get("cpu", ())), data=data,
+                        inputs=self.inputs, **given)
+                for b in self.batch_sizes for t in self.threads]
 
 
 def _fail(where: str, problem: str, fix: str) -> EdgebenchError:

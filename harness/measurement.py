@@ -12,6 +12,7 @@ from targets.errors import EdgebenchError
 from export.metrics import classification_metrics
 from harness.inputs import InputValue, describe_fed, runner_inputs
 from harness.stats import Summary, summarize
+from targets.runner import DEFAULTS as RUNNER_DEFAULTS
 from targets.telemetry import measurement_throttled
 
 
@@ -27,13 +28,13 @@ class RunSpec:
     batch_size: int = 1
     threads: int | None = None  # onnxruntime intra-op threads; None = onnxruntime's default
     processes: int = 5
-    warmup_iterations: int = 10
-    warmup_time_s: float = 0.2
-    min_iterations: int = 20
-    # 10,000 calls pin a median to well under 1%; more only bloats samples.csv for microsecond models.
-    max_iterations: int = 10_000
-    min_time_s: float = 1.0
-    max_time_s: float = 30.0
+    # the timed loop's settings: the runner's own defaults (targets/runner.py DEFAULTS), one set for both
+    warmup_iterations: int = RUNNER_DEFAULTS["warmup"]["min_iterations"]
+    warmup_time_s: float = RUNNER_DEFAULTS["warmup"]["min_time_s"]
+    min_iterations: int = RUNNER_DEFAULTS["min_iterations"]
+    max_iterations: int = RUNNER_DEFAULTS["max_iterations"]
+    min_time_s: float = RUNNER_DEFAULTS["min_time_s"]
+    max_time_s: float = RUNNER_DEFAULTS["max_time_s"]
     timeout_s: float = 120.0
     shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
     cpu_affinity: tuple[int, ...] = ()

@@ -55,21 +55,29 @@ def add_target_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_measure_options(p: argparse.ArgumentParser) -> None:
-    """Flags that shape a measurement (shared by bench and run)."""
+    """Flags that shape a measurement (shared by bench and run); their defaults are RunSpec's."""
+    from harness.measurement import RunSpec
+
+    d = RunSpec()
     p.add_argument("--threads", type=int, metavar="N", help="onnxruntime intra-op threads (default: its own)")
-    p.add_argument("--batch", type=int, default=1, metavar="N", help="batch size for symbolic batch axes (1)")
-    p.add_argument("--processes", type=int, default=5, metavar="N",
-                   help="fresh runner processes per model and target (5): the process is the unit of noise")
-    p.add_argument("--min-time", type=positive_float, default=1.0, metavar="S", help="timed seconds per process (1)")
-    p.add_argument("--max-time", type=positive_float, default=30.0, metavar="S", help="cap per process (30)")
-    p.add_argument("--min-iterations", type=int, default=20, metavar="N", help="timed calls per process, at least")
-    p.add_argument("--max-iterations", type=int, default=10_000, metavar="N",
-                   help="timed calls per process, at most (10000)")
-    p.add_argument("--timeout", type=positive_float, default=120.0, metavar="S",
-                   help="stop a runner process after this long (120)")
+    p.add_argument("--batch", type=int, default=d.batch_size, metavar="N",
+                   help=f"batch size for symbolic batch axes ({d.batch_size})")
+    p.add_argument("--processes", type=int, default=d.processes, metavar="N",
+                   help=f"fresh runner processes per model and target ({d.processes}): the process is the unit "
+                        "of noise")
+    p.add_argument("--min-time", type=positive_float, default=d.min_time_s, metavar="S",
+                   help=f"timed seconds per process ({d.min_time_s:g})")
+    p.add_argument("--max-time", type=positive_float, default=d.max_time_s, metavar="S",
+                   help=f"cap per process ({d.max_time_s:g})")
+    p.add_argument("--min-iterations", type=int, default=d.min_iterations, metavar="N",
+                   help=f"timed calls per process, at least ({d.min_iterations})")
+    p.add_argument("--max-iterations", type=int, default=d.max_iterations, metavar="N",
+                   help=f"timed calls per process, at most ({d.max_iterations})")
+    p.add_argument("--timeout", type=positive_float, default=d.timeout_s, metavar="S",
+                   help=f"stop a runner process after this long ({d.timeout_s:g})")
     add_input_options(p)
     p.add_argument("--cpu", type=cores_arg, default=(), metavar="CORES", help="pin runner processes to cores, e.g. 1 or 0-1")
-    p.add_argument("--seed", type=int, default=0, help="random inputs and schedule order")
+    p.add_argument("--seed", type=int, default=d.seed, help="random inputs and schedule order")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress lines (for CI logs)")
 
 

@@ -23,6 +23,7 @@ from harness.console import format_number
 from harness.inputs import InputValue, runner_inputs
 from harness.stats import load_warning
 from targets.errors import EdgebenchError
+from targets.runner import DEFAULTS as RUNNER_DEFAULTS
 
 _MAX_FAILED_ROUNDS = 3
 
@@ -36,9 +37,9 @@ class PairedOptions:
     threshold: float = DEFAULT_THRESHOLD
     max_time_s: float = 60.0
     min_rounds: int = 9
-    block_size: int = 40
-    drop_per_block: int = 5
-    n_blocks: int = 6
+    block_size: int = RUNNER_DEFAULTS["block_size"]
+    drop_per_block: int = RUNNER_DEFAULTS["drop_per_block"]
+    n_blocks: int = RUNNER_DEFAULTS["n_blocks"]
     round_time_s: float = 0.5
     block_time_s: float = 0.25
     precision: float = 0.0

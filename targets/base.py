@@ -17,11 +17,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-RUNNER_PATH = Path(__file__).with_name("runner.py")
+from targets.errors import TargetError
+from targets.runner import RUNNER_VERSION
 
-# The runner's exit code when it wrote a JSON document describing its own failure
-# (a bad model, a bad shape): the measurement failed, the target is fine.
-RUNNER_REPORTED_ERROR = 3
+RUNNER_PATH = Path(__file__).with_name("runner.py")
 
 
 def failure(status: str, error: str, **extra: Any) -> dict[str, Any]:
@@ -38,6 +37,7 @@ def parse_runner_output(stdout: str, stderr: str, returncode: int | None, comman
         except json.JSONDecodeError:
             doc = None
         if isinstance(doc, dict) and "status" in doc:
+            check_runner_version(doc, command)
             return doc
     tail = " | ".join(line for line in stderr.strip().splitlines()[-5:] if line.strip())
     if returncode is not None and returncode < 0:
@@ -45,6 +45,16 @@ def parse_runner_output(stdout: str, stderr: str, returncode: int | None, comman
     else:
         what = f"the runner exited with code {returncode} without a result"
     return failure("crashed", f"{what} ({command}){': ' + tail if tail else ''}")
+
+
+def check_runner_version(doc: dict[str, Any], command: str) -> None:
+    """Refuse a document from a runner of another protocol version (a stale runner.py): misread, its numbers
+    would be wrong without a word."""
+    version = doc.get("runner_version")
+    if version != RUNNER_VERSION:
+        raise TargetError(f"{command} answered as runner version {version}, but this edgebench speaks version "
+                          f"{RUNNER_VERSION}: a stale copy of runner.py; run the runner that comes with this "
+                          "edgebench (reinstall it, or remove the old copy where --python or the board finds it)")
 
 
 class Target(abc.ABC):

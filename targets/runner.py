@@ -41,8 +41,34 @@ import subprocess
 import sys
 import time
 
+# ---------------------------------------------------------------- the protocol (the harness imports these)
+#
+# RUNNER_VERSION changes whenever the spec or the document changes meaning; the harness refuses a runner of
+# another version (a stale copy on a board) rather than misread it.
 RUNNER_VERSION = 1
-REPORTED_ERROR_EXIT = 3
+REPORTED_ERROR_EXIT = 3  # exit code when the document describes a failure of the measurement (status != ok)
+
+# The statuses a runner document carries. A failure that depends on the model, the spec or the software
+# (not on this process's luck) is permanent: another process would fail the same way.
+STATUS_OK = "ok"
+PERMANENT_STATUSES = frozenset(("bad_spec", "missing_file", "no_onnxruntime", "bad_model", "bad_shape",
+                                "bad_input", "bad_data", "run_failed"))
+STATUSES = frozenset((STATUS_OK, "out_of_memory")) | PERMANENT_STATUSES
+
+# Spec defaults, one set for the runner and the harness (RunSpec and the flags take theirs from here).
+DEFAULTS = {
+    "batch": 1,
+    "warmup": {"min_iterations": 10, "min_time_s": 0.2, "max_time_s": 5.0, "max_iterations": 10000},
+    "min_iterations": 20,
+    "min_time_s": 1.0,
+    "max_time_s": 30.0,
+    # 10,000 calls pin a median to well under 1%; more only bloats samples.csv for microsecond models
+    "max_iterations": 10000,
+    "block_size": 40,
+    "drop_per_block": 5,
+    "n_blocks": 6,
+    "paired_max_time_s": 60.0,
+}
 
 _DTYPES = {
     "tensor(float)": "float32",
@@ -590,7 +616,7 @@ def _known_shapes(inputs, spec, files, data):
         known[inp.name] = shape
     # Named dimensions share their size across inputs; an unknown first axis is the batch. Three passes,
     # so a size fixed by any input (or by the batch) reaches inputs listed before it.
-    sizes, batch = {}, int(spec.get("batch") or 1)
+    sizes, batch = {}, int(spec.get("batch") or DEFAULTS["batch"])
     for batch_pass in (False, True, False):
         for inp in inputs:
             shape = known[inp.name]
@@ -693,6 +719,16 @@ def _timed_loop(run, min_iterations, min_time_s, max_time_s, max_iterations):
             return samples, elapsed
 
 
+def _loop_settings(spec, defaults):
+    """(min_iterations, min_time_s, max_time_s, max_iterations) from a spec, missing keys from `defaults`."""
+    def get(key, kind):
+        value = spec.get(key)
+        return kind(defaults[key] if value is None else value)
+
+    return (get("min_iterations", int), get("min_time_s", float), get("max_time_s", float),
+            get("max_iterations", int))
+
+
 def bench(spec):
     _need_runtime()
     result = {"mode": "bench"}
@@ -725,20 +761,8 @@ def bench(spec):
     gc_was_enabled = gc.isenabled()
     gc.disable()  # a collection inside the loop is the runner's noise, not the model's
     try:
-        warm_ns, _ = _timed_loop(
-            run,
-            int(warm.get("min_iterations", 10)),
-            float(warm.get("min_time_s", 0.2)),
-            float(warm.get("max_time_s", 5.0)),
-            int(warm.get("max_iterations", 10000)),
-        )
-        samples, elapsed = _timed_loop(
-            run,
-            int(spec.get("min_iterations", 20)),
-            float(spec.get("min_time_s", 1.0)),
-            float(spec.get("max_time_s", 30.0)),
-            int(spec.get("max_iterations", 1000000)),
-        )
+        warm_ns, _ = _timed_loop(run, *_loop_settings(warm, DEFAULTS["warmup"]))
+        samples, elapsed = _timed_loop(run, *_loop_settings(spec, DEFAULTS))
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -866,14 +890,14 @@ def paired(spec):
     keys = list(spec.get("models") or [])
     if len(keys) < 2 or len(set(keys)) != len(keys):
         raise RunnerError("bad_spec", "paired mode needs at least two distinct model keys")
-    block = int(spec.get("block_size", 40))
-    drop = int(spec.get("drop_per_block", 5))
-    n_blocks = int(spec.get("n_blocks", 6))
+    block = int(spec.get("block_size", DEFAULTS["block_size"]))
+    drop = int(spec.get("drop_per_block", DEFAULTS["drop_per_block"]))
+    n_blocks = int(spec.get("n_blocks", DEFAULTS["n_blocks"]))
     if block < 1 or not 0 <= drop < block or n_blocks < 1:
         raise RunnerError("bad_spec", "paired mode needs block_size >= 1, 0 <= drop_per_block < block_size "
                                       "and n_blocks >= 1 (got %d, %d, %d)" % (block, drop, n_blocks))
     min_ns = int(float(spec.get("min_time_s", 0.0)) * 1e9)
-    max_ns = int(float(spec.get("max_time_s", 60.0)) * 1e9)
+    max_ns = int(float(spec.get("max_time_s", DEFAULTS["paired_max_time_s"])) * 1e9)
     block_time_ns = int(float(spec.get("block_time_s") or 0.0) * 1e9)
     sessions, feeds, outputs = _paired_sessions(spec, keys)
     order = list(range(len(keys)))
@@ -924,7 +948,7 @@ def paired(spec):
 
 def main(argv):
     started = time.time()
-    doc = {"runner_version": RUNNER_VERSION, "status": "ok", "error": None}
+    doc = {"runner_version": RUNNER_VERSION, "status": STATUS_OK, "error": None}
     try:
         if len(argv) != 2:
             raise RunnerError("bad_spec", "usage: runner.py SPEC.json (or - for stdin)")
@@ -957,7 +981,7 @@ def main(argv):
     doc["wall_s"] = time.time() - started
     sys.stdout.write(json.dumps(doc) + "\n")
     sys.stdout.flush()
-    return 0 if doc["status"] == "ok" else REPORTED_ERROR_EXIT
+    return 0 if doc["status"] == STATUS_OK else REPORTED_ERROR_EXIT
 
 
 if __name__ == "__main__":

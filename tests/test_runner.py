@@ -51,7 +51,8 @@ def test_bench_reports_every_field(tmp_path):
 
 def test_min_time_and_max_time_bound_the_loop(tmp_path):
     model = onnx_models.identity(tmp_path / "id.onnx")
-    doc = run({"files": {"model": str(model)}, "min_iterations": 1, "min_time_s": 0.3, "max_time_s": 0.3})
+    uncapped = {"max_iterations": 10**9}  # the default cap of 10,000 calls ends an Identity loop sooner
+    doc = run({"files": {"model": str(model)}, "min_iterations": 1, "min_time_s": 0.3, "max_time_s": 0.3, **uncapped})
     total_s = sum(doc["latencies_ns"]) / 1e9
     assert 0.1 < total_s <= 0.31
     doc = run({"files": {"model": str(model)}, "min_iterations": 10**9, "min_time_s": 0.0, "max_time_s": 0.2})
@@ -142,7 +143,8 @@ def test_a_model_onnxruntime_cannot_load_gets_a_readable_message(tmp_path):
 
 def test_a_runner_that_overruns_is_stopped(tmp_path):
     model = onnx_models.identity(tmp_path / "id.onnx")
-    doc = LocalTarget().run({"files": {"model": str(model)}, "min_time_s": 30, "max_time_s": 30}, timeout=2)
+    doc = LocalTarget().run({"files": {"model": str(model)}, "min_time_s": 30, "max_time_s": 30,
+                             "max_iterations": 10**9}, timeout=2)
     assert doc["status"] == "timeout" and "--timeout" in doc["error"]
 
 

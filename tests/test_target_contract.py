@@ -73,7 +73,8 @@ def test_spec_without_model_is_bad_spec(target: Target) -> None:
 
 
 def test_timeout_stops_the_runner(target: Target, mlp_model: Path) -> None:
-    spec = {"files": {"model": str(mlp_model)}, "min_time_s": 60, "max_time_s": 60}
+    # no call cap either: the runner's default (10,000 calls) would end a fast model's loop in time
+    spec = {"files": {"model": str(mlp_model)}, "min_time_s": 60, "max_time_s": 60, "max_iterations": 10**9}
     t0 = time.monotonic()
     doc = target.run(spec, timeout=3)
     assert doc["status"] == "timeout"
