@@ -1,0 +1,60 @@
+"""`edgebench bench MODEL ...`: measure ONNX files or artifact folders on targets and write the result files."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness.options import add_measure_options, add_target_options, run_spec_from, targets_from
+
+EXIT_MEASUREMENT_FAILED = 1
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("models", nargs="+", type=Path, metavar="MODEL", help="MODEL.onnx or ARTIFACT_DIR")
+    p.add_argument("--out", type=Path, metavar="DIR", help="result folder (default results/<run-id>)")
+    add_target_options(p)
+    add_measure_options(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from harness.bench import load_items, measure
+    from harness.console import Progress, format_summary
+    from harness.results import ResultsWriter, new_run_id
+    from harness.resume import RunState
+
+    spec = run_spec_from(args)
+    targets = targets_from(args)
+    run_id = new_run_id()
+    out = args.out or Path("results") / run_id
+    progress = Progress(args.quiet)
+    items = load_items(args.models)
+    state = RunState(out)  # an earlier, interrupted bench into the same --out resumes
+    state.drop_failed()
+    writer = ResultsWriter(out)
+    progress(f"run {run_id}: {len(items)} model(s) x {len(targets)} target(s) x {spec.processes} processes -> {out}")
+    outcomes = measure(items, targets, spec, writer, run_id, progress, seed=args.seed,
+                       done=state.done(spec), journal_runs=state.journal_runs(spec))
+    rows = [r for o in outcomes for r in o.rows]
+    if not rows and items:
+        print(f"everything is already measured in {out} (remove it or give another --out to measure again)")
+        return 0
+    if any(r.status == "ok" for r in rows):
+        print("\n".join(format_summary(rows)))
+        print(f"results: {out}")
+    return report_failures(rows)
+
+
+def report_failures(rows: Sequence) -> int:
+    """The first failed row as the one `error:` line (the rest are in the results); the exit code."""
+    import sys
+
+    failed = [r for r in rows if r.status != "ok"]
+    if not failed:
+        return 0
+    first = failed[0]
+    where = f"{first.variant} on {first.target}"
+    more = f" ({len(failed)} of {len(rows)} measurements failed; the rest are in the results)" if len(rows) > 1 else ""
+    print(f"error: {where}: {first.error}{more}", file=sys.stderr)
+    return EXIT_MEASUREMENT_FAILED
