@@ -92,28 +92,84 @@ def load_digits_dataset(input_shape: tuple[int, ...]) -> Dataset:
                   f"sklearn-digits@{input_shape[2]}x{input_shape[3]}")
 
 
-def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read and validate a data file; every problem is an EdgebenchError saying how to fix the file."""
+def _first_index(mask: np.ndarray) -> str:
+    """The first True position of a mask as an index users can paste: 3 or (3, 0, 1, 2)."""
+    where = tuple(int(i) for i in np.argwhere(mask)[0])
+    return str(where[0]) if len(where) == 1 else str(where)
+
+
+def read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an .npz, checked: numbers only, finite floats, labels `y` whole numbers >= 0, one per row.
+
+    Each problem is an EdgebenchError naming the file, the array and its first bad index: a NaN input or
+    a label of -1 would otherwise be measured and scored as if it were data."""
     path = Path(path)
     if not path.is_file():
         raise EdgebenchError(f"data file {path} does not exist")
     try:
-        with np.load(path, allow_pickle=False) as f:
-            if "x" not in f or "y" not in f:
-                raise EdgebenchError(f"data file {path} must hold arrays 'x' and 'y'; it has {sorted(f.files)}")
-            x, y = f["x"], f["y"]
+        loaded = np.load(path, allow_pickle=False)
+        if not hasattr(loaded, "files"):
+            raise EdgebenchError(f"data file {path} is a single array, not an .npz of named arrays; "
+                                 "write it with np.savez(path, x=..., y=...)")
+        with loaded as f:
+            arrays = {name: f[name] for name in f.files}
     except EdgebenchError:
         raise
-    except Exception as exc:
-        raise EdgebenchError(f"cannot read data file {path} as .npz: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - numpy raises several types for a bad file
+        raise EdgebenchError(f"cannot read data file {path} as .npz ({type(exc).__name__}: {exc}); "
+                             "write it with np.savez(path, x=..., y=...)") from None
+    if not arrays:
+        raise EdgebenchError(f"data file {path} holds no arrays; write it with np.savez(path, x=..., y=...)")
+    for name, a in arrays.items():
+        if a.dtype.kind not in "biuf":
+            raise EdgebenchError(f"data file {path}: array {name!r} holds {a.dtype} values; give numbers "
+                                 "(float32 inputs, integer labels)")
+        if a.ndim and not len(a):
+            raise EdgebenchError(f"data file {path}: array {name!r} has no rows; give at least one sample")
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise EdgebenchError(f"data file {path}: array {name!r} holds NaN or infinity at index "
+                                 f"{_first_index(~np.isfinite(a))}; give finite values")
+    y = arrays.get("y")
+    if y is not None:
+        if y.ndim != 1:
+            raise EdgebenchError(f"data file {path}: labels y have shape {list(y.shape)}; give one label per "
+                                 "sample, shape (N,)")
+        if y.dtype.kind == "f" and (y != np.round(y)).any():
+            raise EdgebenchError(f"data file {path}: label y[{_first_index(y != np.round(y))}] = "
+                                 f"{y[y != np.round(y)][0]} is not a whole number; give integer class labels")
+        if (y < 0).any():
+            raise EdgebenchError(f"data file {path}: label y[{_first_index(y < 0)}] = {y[y < 0][0]} is negative; "
+                                 "give class labels 0, 1, ..., classes-1")
+    return arrays
+
+
+def check_labels_fit(path: Path, arrays: dict[str, np.ndarray], fed: list[str], classes: int | None,
+                     model: str) -> None:
+    """Labels `y` that fit a model: one per row of each array it is fed, each below its output width."""
+    y = arrays.get("y")
+    if y is None:
+        return
+    for name in fed:
+        a = arrays[name]
+        if a.ndim and len(a) != len(y):
+            raise EdgebenchError(f"data file {path}: array {name!r} has {len(a)} rows but y has {len(y)} labels; "
+                                 "give one label per row")
+    if classes is not None and len(y) and y.max() >= classes:
+        raise EdgebenchError(f"data file {path}: label y[{_first_index(y >= classes)}] = {y[y >= classes][0]}, "
+                             f"but {model} scores {classes} classes (0-{classes - 1}); fix the labels or the model")
+
+
+def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read and validate a data file; every problem is an EdgebenchError saying how to fix the file."""
+    arrays = read_arrays(path)
+    if "x" not in arrays or "y" not in arrays:
+        raise EdgebenchError(f"data file {path} must hold arrays 'x' and 'y'; it has {sorted(arrays)}")
+    x, y = arrays["x"], arrays["y"]
     if x.ndim != 4:
         raise EdgebenchError(f"data file {path}: x must be N x C x H x W (4-D), got shape {x.shape}")
     if not np.issubdtype(x.dtype, np.floating):
         raise EdgebenchError(f"data file {path}: x must be float32 (got {x.dtype}); scale it as the model expects")
-    if y.ndim != 1 or len(y) != len(x):
-        raise EdgebenchError(f"data file {path}: y must be 1-D with one label per x row; got {y.shape} for {len(x)} rows")
-    if not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):
-        raise EdgebenchError(f"data file {path}: y must hold non-negative integer class labels (got {y.dtype})")
+    check_labels_fit(path, arrays, ["x"], None, "the model")
     return np.ascontiguousarray(x, dtype=np.float32), y.astype(np.int64)
 
 

@@ -13,13 +13,14 @@ import json
 import random
 import sys
 import threading
+import unicodedata
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from targets.errors import TargetError
+from targets.errors import EdgebenchError, TargetError
 from export.int8 import target_accuracy_warning
 from harness.measurement import Measurement, ProcessRun, RunSpec
 from harness.modelfile import check_model
@@ -46,10 +47,28 @@ class BenchItem:
     facts: dict[str, Any] = field(default_factory=dict)
     status: str = "ok"
     error: str | None = None
+    inputs: tuple[str, ...] = ()  # the graph inputs the runner feeds
+    classes: int | None = None  # scores per sample of the first output, when fixed
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+
+def _manifest(folder: Path) -> dict[str, Any]:
+    """An artifact folder's manifest.json; EdgebenchError naming the file when it cannot be read."""
+    path = folder / "manifest.json"
+    if not path.exists():
+        return {}
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EdgebenchError(f"{path} cannot be read ({exc}); build the artifact again with `edgebench compress`, "
+                             "or remove the manifest to measure model.onnx as a plain file") from None
+    if not isinstance(manifest, dict):
+        raise EdgebenchError(f"{path} is not a manifest (a JSON object); build the artifact again with "
+                             "`edgebench compress`")
+    return manifest
 
 
 def load_item(path: Path, name: str | None = None) -> BenchItem:
@@ -59,9 +78,11 @@ def load_item(path: Path, name: str | None = None) -> BenchItem:
     model_file = path
     if path.is_dir() and (path / "model.onnx").exists():
         model_file = path / "model.onnx"
-        if (path / "manifest.json").exists():
-            manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
-    variant = name or manifest.get("variant") or (path.name if path.is_dir() else path.stem)
+        try:
+            manifest = _manifest(path)
+        except EdgebenchError as exc:
+            return BenchItem(path.name, name or path.name, model_file, status="bad_manifest", error=str(exc))
+    variant = name or str(manifest.get("variant") or "") or (path.name if path.is_dir() else path.stem)
     model = str(manifest.get("model") or variant)
     check = check_model(model_file)
     if not check.ok:
@@ -70,12 +91,22 @@ def load_item(path: Path, name: str | None = None) -> BenchItem:
     # (targets/stored.py) that a bare file gets too; the manifest adds what only the build knows.
     scalars = {k: v for k, v in manifest.items() if isinstance(v, (int, float, str)) and v != ""}
     facts = {**scalars, **{k: v for k, v in check.facts.items() if v is not None}}
-    return BenchItem(model, variant, model_file, check.facts["sha256"], facts)
+    return BenchItem(model, variant, model_file, check.facts["sha256"], facts, inputs=check.inputs,
+                     classes=check.classes)
 
 
 def load_items(paths: Sequence[Path]) -> list[BenchItem]:
-    """Items for the given paths; variant names are made unique (two `model.onnx` in different folders)."""
+    """Items for the given paths; variant names are made unique (two `model.onnx` in different folders).
+
+    A name with a control character (a newline in a file name) is refused before anything is measured:
+    it would break every line-based file the run writes."""
     items = [load_item(Path(p)) for p in paths]
+    for item, path in zip(items, paths):
+        for what in (item.variant, item.model):
+            bad = next((c for c in what if unicodedata.category(c) == "Cc"), None)
+            if bad is not None:
+                raise EdgebenchError(f"{ascii(str(path))[1:-1]}: the model name {ascii(what)} holds a control character "
+                                     f"({ascii(bad)[1:-1]}); rename the file (or the manifest's variant) without it")
     seen: dict[str, int] = {}
     out = []
     for item, path in zip(items, paths):

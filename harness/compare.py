@@ -310,6 +310,7 @@ def _run_stored(inputs: list[Path], stored: list[bool], args: argparse.Namespace
 
 def _run_paired(inputs: list[Path], args: argparse.Namespace, out: Path, progress: Progress) -> list[ComparisonRow]:
     from harness.bench import load_items
+    from harness.inputs import check_data
     from harness.options import inputs_from, targets_from
 
     items = load_items(inputs)
@@ -326,6 +327,8 @@ def _run_paired(inputs: list[Path], args: argparse.Namespace, out: Path, progres
     if len(args.target or []) > 1:
         raise EdgebenchError("compare measures on one --target at a time")
     data, values = inputs_from(args)
+    if data is not None:
+        check_data(data, items, labels=False)  # compare scores no accuracy: only the inputs must be sound
     options = PairedOptions(threshold=args.threshold, max_time_s=args.max_time, min_rounds=args.min_rounds,
                             block_size=args.block_size, drop_per_block=args.drop, round_time_s=args.round_time,
                             block_time_s=args.block_time, precision=args.precision,

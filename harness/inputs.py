@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from targets.errors import EdgebenchError
@@ -136,3 +137,21 @@ def describe_fed(report: list[dict[str, Any]]) -> str:
             source += f"={item['value']}"
         parts.append(f"{item.get('name')}:{item.get('dtype') or item.get('type')}[{shape}]:{source}")
     return "; ".join(parts)
+
+
+def check_data(data: Path, items: Sequence[Any], labels: bool = True) -> None:
+    """Refuse a --data file before anything is measured: unreadable or non-finite arrays, labels that are not
+    whole numbers >= 0, and (with `labels`) labels that do not fit a model: one per row of every array it is
+    fed, each below its output width. `items` are BenchItems (their graph inputs and output width)."""
+    from export.data import check_labels_fit, read_arrays
+
+    arrays = read_arrays(data)
+    if not labels:
+        return
+    for item in items:
+        if not item.ok:
+            continue
+        fed = [n for n in item.inputs if n in arrays]
+        if not fed and len(item.inputs) == 1 and "x" in arrays:
+            fed = ["x"]  # a one-input model takes x whatever its input is called (the runner's rule)
+        check_labels_fit(data, arrays, fed, item.classes, item.variant)

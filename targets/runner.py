@@ -548,6 +548,8 @@ def _rows(array, n):
     """The first n rows of a data array, repeated when it has fewer."""
     import numpy as np
 
+    if not len(array):
+        raise RunnerError("bad_data", "a data array has no rows; give at least one sample")
     reps = -(-n // len(array))
     return (array if reps == 1 else np.concatenate([array] * reps))[:n]
 
@@ -790,7 +792,17 @@ def evaluate(session, plan, spec, chunk=64):
     if not plan.samples:
         raise RunnerError("bad_data", "accuracy needs a data array with one sample per row for an input; %s has "
                                       "none the model takes" % spec["files"]["data"])
-    labels = np.asarray(plan.labels).astype(np.int64).reshape(-1)
+    labels = np.asarray(plan.labels).reshape(-1)
+    if labels.dtype.kind not in "biuf":
+        raise RunnerError("bad_data", "labels y in %s hold %s values; give integer class labels"
+                          % (spec["files"]["data"], labels.dtype))
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(labels) | (labels != np.round(labels)) | (labels < 0)
+    if bad.any():  # a label of -1 counted as the last class: accuracy from nothing
+        first = int(np.argmax(bad))
+        raise RunnerError("bad_data", "labels y in %s must be whole numbers >= 0; y[%d] is %s"
+                          % (spec["files"]["data"], first, labels[first]))
+    labels = labels.astype(np.int64)
     n = len(labels)
     for name, rows in plan.samples.items():
         if len(rows) != n:

@@ -21,6 +21,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from harness.bench import load_items, measure
     from harness.console import Progress, format_summary
+    from harness.inputs import check_data
     from harness.results import ResultsWriter, new_run_id
     from harness.resume import RunState
 
@@ -30,6 +31,8 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or Path("results") / run_id
     progress = Progress(args.quiet)
     items = load_items(args.models)
+    if spec.data is not None:
+        check_data(spec.data, items)
     state = RunState(out)  # an earlier, interrupted bench into the same --out resumes
     state.drop_failed()
     writer = ResultsWriter(out)
