@@ -260,8 +260,13 @@ def measure(items: Sequence[BenchItem], targets: Sequence[Target], spec: RunSpec
             journal_runs: Callable[[Target, BenchItem], list[ProcessRun]] | None = None) -> list[TargetOutcome]:
     """Measure every item on every target (targets in parallel); a failing target does not stop the others."""
     lock = threading.Lock()
+    # Set when the main thread is interrupted (Ctrl-C, SIGTERM): a target's thread stops at its next
+    # progress line, before it starts another runner process, and closes its target on the way out.
+    stop = threading.Event()
 
     def say(message: str) -> None:
+        if stop.is_set():
+            raise _Stopped()
         with lock:
             progress(message)
 
@@ -285,4 +290,13 @@ def measure(items: Sequence[BenchItem], targets: Sequence[Target], spec: RunSpec
     if len(targets) == 1:
         return [one(targets[0])]
     with ThreadPoolExecutor(max_workers=len(targets)) as pool:
-        return list(pool.map(one, targets))
+        futures = [pool.submit(one, t) for t in targets]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            stop.set()
+            raise
+
+
+class _Stopped(Exception):
+    """A target's thread ends early because the run was interrupted."""

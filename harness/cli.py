@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Sequence
+from types import FrameType
 
 from harness import __version__
 from targets.errors import EdgebenchError
@@ -29,7 +32,19 @@ COMMANDS = (
 COMPRESS_EXTRA = {"torch", "torchvision", "torch_pruning", "onnxsim", "sklearn", "onnxscript"}
 
 EXIT_FAILED = 1
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention; SIGTERM gives 128 + 15
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the main thread is, so it unwinds like Ctrl-C: targets close, results stay."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Terminated(signum)
 
 
 def _chosen(argv: Sequence[str]) -> str | None:
@@ -73,10 +88,18 @@ def _missing_extra(exc: Exception, command: str | None) -> EdgebenchError | None
     return None
 
 
+def _handle_termination() -> dict[int, object]:
+    """SIGTERM and SIGHUP unwind like Ctrl-C (main thread only: Python delivers signals there)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {signum: signal.signal(signum, _on_sigterm) for signum in (signal.SIGTERM, signal.SIGHUP)}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     command = _chosen(argv)
+    previous = _handle_termination()
     try:
         parser = build_parser(command)
         args = parser.parse_args(argv)
@@ -84,10 +107,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return 2
         return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("error: interrupted; what was measured is in the result folder (rerun with the same --out to resume)",
+    except (KeyboardInterrupt, Terminated) as exc:
+        how = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        print(f"error: {how}; what was measured is in the result folder (rerun with the same --out to resume)",
               file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return 128 + exc.signum if isinstance(exc, Terminated) else EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line unless --debug
         known = exc if isinstance(exc, EdgebenchError) else _missing_extra(exc, command)
         if debug:
@@ -98,6 +122,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
               file=sys.stderr)
         return EXIT_FAILED
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

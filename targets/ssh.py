@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shlex
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -31,6 +33,9 @@ from urllib.parse import urlsplit
 from targets.errors import TargetError
 from targets.base import RUNNER_PATH, Target, failure, parse_runner_output
 from targets.ssh_files import Bundle, bundle_for
+
+# This machine's control folders: CONTROL_PREFIX<pid>-XXXXXXXX in the temporary folder.
+CONTROL_PREFIX = "edgebench-ssh-"
 
 # The per-user cache folder on the board (relative to the remote $HOME); the provisioned venv lives here.
 REMOTE_CACHE = ".cache/edgebench"
@@ -110,6 +115,42 @@ def explain_ssh_failure(stderr: str, name: str, dest: dict[str, str]) -> SshErro
             "login",
         )
     return SshError(f"ssh to {name} failed: {_last_line(text) or 'no message from ssh'}", "unreachable")
+
+
+def _die_with_us() -> tuple[list[str], Callable[[], None] | None]:
+    """(command prefix, preexec_fn) that make a child get SIGTERM when this process dies, even by SIGKILL.
+
+    The kernel's parent-death signal: util-linux `setpriv --pdeathsig` where it exists (no Python code
+    between fork and exec, which is unsafe beside threads), else prctl from the forked child. ssh ends
+    on SIGTERM like on `-O exit`: it logs out and removes its control socket. Only a master that started
+    in a thread dies with that thread (Linux sends the signal when the forking thread ends); the harness
+    opens and closes each target in one thread, and a master gone early is restarted on the next call.
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv:
+        return [setpriv, "--pdeathsig", "TERM", "--"], None
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return [], None  # not Linux: the master can outlive a killed edgebench; SIGINT/SIGTERM still close it
+    pr_set_pdeathsig = 1
+    return [], lambda: prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _sweep_stale_control_dirs() -> None:
+    """Remove control folders of edgebench processes that died without cleaning up (SIGKILL, power loss)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{CONTROL_PREFIX}*"):
+        pid = folder.name[len(CONTROL_PREFIX):].split("-")[0]
+        try:
+            if not pid.isdigit() or folder.stat().st_uid != os.getuid():
+                continue
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)  # its owner is gone (ssh removed its socket on SIGTERM)
+        except OSError:
+            continue  # alive under another user, or unreadable: not ours to touch
 
 
 def _cleanup(master: subprocess.Popen[bytes], ctl_dir: Path) -> None:
@@ -216,14 +257,20 @@ class SshTarget(Target):
                 return
             self._stop_master()
             dest = self.destination()
-            self._ctl_dir = Path(tempfile.mkdtemp(prefix="edgebench-ssh-"))
+            _sweep_stale_control_dirs()
+            # A private folder (mode 0700) in /tmp, named after this process so a later run can remove it
+            # if this one is killed; /tmp and not the run folder, because a socket path must fit in 108 bytes.
+            self._ctl_dir = Path(tempfile.mkdtemp(prefix=f"{CONTROL_PREFIX}{os.getpid()}-"))
             log_path = self._ctl_dir / "master.log"
             sock = self._ctl_dir / "cm"
+            prefix, preexec = _die_with_us()
             with open(log_path, "wb") as log:
+                # ControlPersist=no keeps the master in the foreground as our child: its PID is ours to stop,
+                # and the parent-death signal ends it with us (a persisting master would detach from both).
                 self._master = master = subprocess.Popen(
-                    ["ssh", *self._options(), "-o", f"ControlPath={sock}", "-o", "ControlMaster=yes",
+                    [*prefix, "ssh", *self._options(), "-o", f"ControlPath={sock}", "-o", "ControlMaster=yes",
                      "-o", "ControlPersist=no", "-N", "--", self.host],
-                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, preexec_fn=preexec,
                 )  # fmt: skip
             # A target dropped without close() must not leave its ssh process or control folder behind.
             self._finalizer = weakref.finalize(self, _cleanup, master, self._ctl_dir)
