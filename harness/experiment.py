@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,10 +70,13 @@ timeout_s = 120.0
 _TOP_KEYS = {"name", "out", "variants", "targets", "models", "data", "build", "measure"}
 _BUILD_KEYS = {"int8_select_on", "int8_tolerance"}
 _MODEL_KEYS = {"name", "model", "weights", "input_shape"}
-# [measure] keys that are one RunSpec field each: key -> (field, type)
-_MEASURE_FIELDS = {"processes": ("processes", int), "min_time_s": ("min_time_s", float),
-                   "max_time_s": ("max_time_s", float), "min_iterations": ("min_iterations", int),
-                   "max_iterations": ("max_iterations", int), "timeout_s": ("timeout_s", float), "seed": ("seed", int)}
+# [measure] keys that are one RunSpec field each: key -> (field, type, smallest value, example)
+_MEASURE_FIELDS: dict[str, tuple[str, type, float, Any]] = {
+    "processes": ("processes", int, 1, 5), "min_time_s": ("min_time_s", float, 0, 0.5),
+    "max_time_s": ("max_time_s", float, 0, 30.0), "min_iterations": ("min_iterations", int, 1, 20),
+    "max_iterations": ("max_iterations", int, 1, 10000), "timeout_s": ("timeout_s", float, 0, 120.0),
+    "seed": ("seed", int, 0, 0),
+}
 _MEASURE_KEYS = {"batch_sizes", "threads", "cpu", "inputs", *_MEASURE_FIELDS}
 
 
@@ -104,7 +108,7 @@ class Experiment:
     def run_specs(self, data: Path | None = None) -> list[RunSpec]:
         """One RunSpec per (batch size, thread count); a setting the experiment leaves out keeps RunSpec's default."""
         m = self.measure
-        given = {field: kind(m[key]) for key, (field, kind) in _MEASURE_FIELDS.items() if key in m}
+        given = {field: kind(m[key]) for key, (field, kind, _, _) in _MEASURE_FIELDS.items() if key in m}
         return [RunSpec(batch_size=b, threads=t, cpu_affinity=tuple(m.get("cpu", ())), data=data,
                         inputs=self.inputs, **given)
                 for b in self.batch_sizes for t in self.threads]
@@ -120,19 +124,42 @@ def _unknown(where: str, table: dict[str, Any], allowed: set[str]) -> None:
         raise _fail(where, f"unknown key {extra[0]!r}", f"use one of {', '.join(sorted(allowed))}")
 
 
-def _str_list(where: str, value: Any) -> tuple[str, ...]:
+def _str_list(where: str, value: Any, example: str) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
-        raise _fail(where, "must be a non-empty list of strings", 'write e.g. ["fp32", "prune-ch:0.5"]')
+        raise _fail(where, "must be a non-empty list of strings", f"write e.g. {example}")
     return tuple(v.strip() for v in value)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(where: str, value: Any, kind: type, minimum: float, example: Any) -> None:
+    """A TOML value that must be a finite number (a whole one for `int`) of at least `minimum`."""
+    ok = _whole(value) if kind is int else isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value < minimum:
+        what = "a whole number" if kind is int else "a number"
+        raise _fail(where, f"{value!r} is not {what} >= {minimum:g}", f"write e.g. {where.rsplit('.', 1)[-1]} = {example}")
+
+
+def _path(where: str, value: Any, base: Path, example: str) -> Path:
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(where, f"{value!r} is not a path", f'write it as a string, e.g. "{example}"')
+    return (base / value).resolve()
+
+
+def _plain_name(where: str, name: Any) -> str:
+    if not isinstance(name, str) or not name or any(c in name for c in "/\\") or not name.isprintable():
+        raise _fail(where, f"{name!r} is not a plain name", "use letters, digits, - and _")
+    return name
 
 
 def _int_list(where: str, value: Any, minimum: int) -> tuple[int, ...]:
     if isinstance(value, int):
         value = [value]
-    if not isinstance(value, list) or not value or not all(isinstance(v, int) and not isinstance(v, bool)
-                                                            and v >= minimum for v in value):
+    if not isinstance(value, list) or not value or not all(_whole(v) and v >= minimum for v in value):
         raise _fail(where, f"must be a list of whole numbers >= {minimum}", "write e.g. [1, 4]")
     return tuple(value)
 
@@ -163,7 +190,7 @@ def parse_experiment(doc: dict[str, Any], base: Path, source: str) -> Experiment
                         "write zoo:NAME, path/to/file.py:factory or package.module:factory")
         weights = entry.get("weights")
         if weights is not None:
-            weights = (base / weights).resolve()
+            weights = _path(f"{where}.weights", weights, base, "trained.pt")
             if not weights.is_file():
                 raise _fail(f"{where}.weights", f"{weights} does not exist", "give the path of a state_dict file")
         shape = entry.get("input_shape")
@@ -171,16 +198,14 @@ def parse_experiment(doc: dict[str, Any], base: Path, source: str) -> Experiment
             shape = _int_list(f"{where}.input_shape", shape, 1)
             if len(shape) < 2:
                 raise _fail(f"{where}.input_shape", "needs at least a batch and a feature axis", "e.g. [1, 3, 32, 32]")
-        name = entry.get("name") or spec.split(":")[-1]
-        if not isinstance(name, str) or any(c in name for c in "/\\"):
-            raise _fail(f"{where}.name", f"{name!r} is not a plain name", "use letters, digits, - and _")
+        name = _plain_name(f"{where}.name", entry.get("name") or spec.split(":")[-1])
         models.append(ModelEntry(name, spec, weights, shape))
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise _fail(f"{source}: models", "two models share a name", "give each [[models]] its own name = ...")
 
-    variants = _str_list(f"{source}: variants", doc.get("variants", ["fp32"]))
-    targets = _str_list(f"{source}: targets", doc.get("targets", ["local"]))
+    variants = _str_list(f"{source}: variants", doc.get("variants", ["fp32"]), '["fp32", "prune-ch:0.5"]')
+    targets = _str_list(f"{source}: targets", doc.get("targets", ["local"]), '["local", "pi"]')
     if len(set(targets)) != len(targets):
         raise _fail(f"{source}: targets", "a target is listed twice", "list each target once")
 
@@ -189,8 +214,8 @@ def parse_experiment(doc: dict[str, Any], base: Path, source: str) -> Experiment
         raise _fail(f"{source}: data", "must be a table", 'write [data] then path = "my.npz"')
     _unknown(f"{source}: [data]", data_doc, {"path"})
     data = None
-    if data_doc.get("path"):
-        data = (base / data_doc["path"]).resolve()
+    if data_doc.get("path") is not None:
+        data = _path(f"{source}: data.path", data_doc["path"], base, "my_data.npz")
         if not data.is_file():
             raise _fail(f"{source}: data.path", f"{data} does not exist", "give an .npz with arrays x and y")
 
@@ -198,6 +223,11 @@ def parse_experiment(doc: dict[str, Any], base: Path, source: str) -> Experiment
     if not isinstance(measure, dict):
         raise _fail(f"{source}: measure", "must be a table", "write [measure] then processes = 5")
     _unknown(f"{source}: [measure]", measure, _MEASURE_KEYS)
+    for key, (_, kind, minimum, example) in _MEASURE_FIELDS.items():
+        if key in measure:
+            _number(f"{source}: measure.{key}", measure[key], kind, minimum, example)
+    if "cpu" in measure:
+        measure = {**measure, "cpu": _int_list(f"{source}: measure.cpu", measure["cpu"], 0)}
     batch_sizes = _int_list(f"{source}: measure.batch_sizes", measure.get("batch_sizes", [1]), 1)
     threads = tuple(t or None for t in _int_list(f"{source}: measure.threads", measure.get("threads", [0]), 0))
     build = doc.get("build", {})
@@ -212,8 +242,8 @@ def parse_experiment(doc: dict[str, Any], base: Path, source: str) -> Experiment
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0:
         raise _fail(f"{source}: build.int8_tolerance", "must be a number of accuracy points >= 0", "e.g. 1.0")
     inputs = _inputs(f"{source}: measure.inputs", measure.get("inputs", {}), base)
-    name = doc.get("name", "experiment")
-    out = Path(doc.get("out") or f"results/{name}")
+    name = _plain_name(f"{source}: name", doc.get("name", "experiment"))
+    out = _path(f"{source}: out", doc["out"], base, "results/mine") if "out" in doc else Path(f"results/{name}")
     experiment = Experiment(
         name=str(name), out=out if out.is_absolute() else (base / out), models=tuple(models),
         variants=variants, targets=targets, data=data, batch_sizes=batch_sizes, threads=threads,
