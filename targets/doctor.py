@@ -14,7 +14,7 @@ from typing import Any
 from targets.errors import TargetError
 from targets.base import Target
 from targets.cpu import int8_kernels
-from targets.ssh import MIN_PYTHON, REMOTE_CACHE, SshError, SshTarget
+from targets.ssh import MIN_PYTHON, REMOTE_CACHE, SshError, SshTarget, forget_key_command
 
 PROVISION_PACKAGES = ("numpy", "onnxruntime")
 
@@ -44,7 +44,7 @@ def _connection_checks(target: Target) -> tuple[list[Check], bool]:
     try:
         target.connect()
     except SshError as exc:
-        if exc.kind in ("login", "hostkey"):
+        if exc.kind in ("login", "hostkey", "hostkey_changed"):
             return [Check("reachable", True, target.name), Check("login", False, str(exc), _login_fix(target, exc))], False
         return [Check("reachable", False, str(exc), f"ssh -v {shlex.quote(target.name)}  # to see where it fails")], False
     except TargetError as exc:
@@ -54,6 +54,9 @@ def _connection_checks(target: Target) -> tuple[list[Check], bool]:
 
 def _login_fix(target: SshTarget, exc: SshError) -> str:
     d = target.destination()
+    if exc.kind == "hostkey_changed":  # never suggest --accept-new-host-key here: it cannot and must not help
+        return (f"{forget_key_command(d)}; then ssh {shlex.quote(target.name)}   # only if you trust the change: "
+                "check the new fingerprint")
     if exc.kind == "hostkey":
         return f"ssh {shlex.quote(target.name)}   # check and accept the host key once, or --accept-new-host-key"
     return f"ssh-copy-id -p {d['port']} {shlex.quote(d['user'] + '@' + d['hostname'])}"

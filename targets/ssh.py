@@ -50,7 +50,8 @@ _SSH_FAILED = 255
 
 
 class SshError(TargetError):
-    """A TargetError with a `kind` doctor can sort by: resolve, unreachable, hostkey, login, lost, remote."""
+    """A TargetError with a `kind` doctor can sort by: resolve, unreachable, hostkey (unknown), hostkey_changed,
+    login, lost, remote."""
 
     def __init__(self, message: str, kind: str) -> None:
         super().__init__(message)
@@ -59,7 +60,7 @@ class SshError(TargetError):
 
 def parse_target_spec(spec: str) -> tuple[str, str | None, int | None]:
     """`ssh://[user@]host[:port]` or a bare `[user@]alias` -> (host, user, port)."""
-    if spec.startswith("ssh://"):
+    if spec.startswith("ssh://") and spec.isprintable():
         parts = urlsplit(spec)
         if not parts.hostname or parts.path not in ("", "/") or parts.password:
             raise TargetError(f"bad target {spec!r}: use ssh://[user@]host[:port] or a Host alias from your ssh config")
@@ -69,9 +70,18 @@ def parse_target_spec(spec: str) -> tuple[str, str | None, int | None]:
             raise TargetError(f"bad port in target {spec!r}: use ssh://[user@]host[:port]") from None
         return parts.hostname, parts.username, port
     user, _, host = spec.rpartition("@")
-    if not host or any(c in host for c in "/: \t") or host.startswith("-"):
+    if not host or any(c in host for c in "/: ") or host.startswith("-") or not spec.isprintable():
         raise TargetError(f"bad target {spec!r}: use ssh://[user@]host[:port] or a Host alias from your ssh config")
     return host, user or None, None
+
+
+def forget_key_command(dest: dict[str, str]) -> str:
+    """The ssh-keygen command that removes a host's pinned key (from the known_hosts file ssh uses)."""
+    host, port = dest["hostname"], dest["port"]
+    key = host if port == "22" else f"[{host}]:{port}"
+    known = dest.get("userknownhostsfile", "").split()
+    file_opt = f"-f {shlex.quote(known[0])} " if known and not known[0].endswith("/.ssh/known_hosts") else ""
+    return f"ssh-keygen {file_opt}-R {shlex.quote(key)}"
 
 
 def explain_ssh_failure(stderr: str, name: str, dest: dict[str, str]) -> SshError:
@@ -81,14 +91,11 @@ def explain_ssh_failure(stderr: str, name: str, dest: dict[str, str]) -> SshErro
     text = stderr.strip()
     low = text.lower()
     if "remote host identification has changed" in low or ("host key for" in low and "has changed" in low):
-        key = host if port == "22" else f"[{host}]:{port}"
-        known = dest.get("userknownhostsfile", "").split()
-        file_opt = f"-f {shlex.quote(known[0])} " if known and not known[0].endswith("/.ssh/known_hosts") else ""
         return SshError(
             f"host key for {where} has changed (a reinstalled board, or someone in between): if you trust "
-            f"the change, remove the old key with `ssh-keygen {file_opt}-R {shlex.quote(key)}` and connect once "
+            f"the change, remove the old key with `{forget_key_command(dest)}` and connect once "
             "with ssh to check the new fingerprint; edgebench never accepts a changed key",
-            "hostkey",
+            "hostkey_changed",
         )
     if "host key verification failed" in low or "host key is known for" in low:
         return SshError(

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from targets.doctor import doctor, format_checks
 from targets.errors import TargetError
 from targets.ssh import SshError, SshTarget
 from tests.sshd import free_port, processes_of, scratch_dirs, session_pids, wait_for
@@ -87,6 +88,11 @@ def test_changed_host_key_is_refused_even_with_accept_new(loopback_sshd, tmp_pat
     for accept in (False, True):
         err = _fails(SshTarget(loopback_sshd.alias, ssh_config=cfg, accept_new_host_key=accept), "has changed")
         assert "ssh-keygen" in str(err) and "never accepts a changed key" in str(err)
+        assert err.kind == "hostkey_changed" and "--accept-new-host-key" not in str(err)
+    # doctor names the same fix, and never --accept-new-host-key (it cannot accept a changed key)
+    lines = format_checks(doctor(SshTarget(loopback_sshd.alias, ssh_config=cfg)))
+    fix = next(line for line in lines if "fix:" in line)
+    assert f"ssh-keygen -f {known}" in fix and "--accept-new-host-key" not in "\n".join(lines)
     assert known.read_text().split()[2] == blob, "the pinned key must stay as it was"
 
 
