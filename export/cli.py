@@ -4,6 +4,7 @@ turns EdgebenchError into `error: ...`; nothing here catches it."""
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -105,10 +106,15 @@ def format_table(rows: list[dict]) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Build the artifacts; 0 if every variant is ok, else 1."""
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise EdgebenchError(f"--out {args.out} is a file; give a folder for the artifacts")
     if args.round_to is not None and args.round_to < 0:
         raise EdgebenchError("--round-to must be 0 (off) or a positive channel multiple such as 8")
-    if args.int8_tolerance < 0:
+    if not 0 <= args.int8_tolerance < math.inf:
         raise EdgebenchError("--int8-tolerance must be 0 or more accuracy points, e.g. 1")
+    if args.finetune_epochs is not None and args.finetune_epochs < 0:
+        raise EdgebenchError(f"--finetune-epochs {args.finetune_epochs}: give 0 or more epochs (0 or --no-finetune "
+                             "skips fine-tuning)")
     form = args.int8_form or {"uint8": "u8s8", "int8": "s8s8", None: int8.AUTO}[args.activation_type]
     options = BuildOptions(finetune=not args.no_finetune, calibration=args.calibration, int8_form=form,
                            int8_tolerance=args.int8_tolerance, int8_select_on=args.int8_select_on,

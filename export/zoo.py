@@ -348,7 +348,7 @@ def load_weights(model: nn.Module, path: Path) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise EdgebenchError(
-            f"cannot load weights {path}: {type(exc).__name__}: {str(exc).splitlines()[0]}. "
+            f"cannot load weights {path}: {type(exc).__name__}: {(str(exc).strip() or 'empty file').splitlines()[0]}. "
             "Save them with torch.save(model.state_dict(), path)"
         ) from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):

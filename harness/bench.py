@@ -100,10 +100,15 @@ def load_items(paths: Sequence[Path]) -> list[BenchItem]:
 
     A name with a control character (a newline in a file name) is refused before anything is measured:
     it would break every line-based file the run writes."""
+    for path in paths:
+        try:
+            str(path).encode("utf-8")
+        except UnicodeEncodeError:  # a byte that is not UTF-8: no result file could hold the path
+            raise EdgebenchError(f"{ascii(str(path))[1:-1]}: the path is not valid UTF-8; rename it") from None
     items = [load_item(Path(p)) for p in paths]
     for item, path in zip(items, paths):
         for what in (item.variant, item.model):
-            bad = next((c for c in what if unicodedata.category(c) == "Cc"), None)
+            bad = next((c for c in what if unicodedata.category(c) in ("Cc", "Cs")), None)
             if bad is not None:
                 raise EdgebenchError(f"{ascii(str(path))[1:-1]}: the model name {ascii(what)} holds a control character "
                                      f"({ascii(bad)[1:-1]}); rename the file (or the manifest's variant) without it")

@@ -14,6 +14,7 @@ import threading
 import traceback
 from collections.abc import Sequence
 from types import FrameType
+from typing import NoReturn
 
 from harness import __version__
 from targets.errors import EdgebenchError
@@ -47,6 +48,13 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise Terminated(signum)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad flag as one line like every other error (not the usage block and then the error)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def _chosen(argv: Sequence[str]) -> str | None:
     """The subcommand named on the command line (top-level flags take no value), or None."""
     names = {name for name, _, _ in COMMANDS}
@@ -58,7 +66,7 @@ def _chosen(argv: Sequence[str]) -> str | None:
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser; every subcommand configured, or with `only`, just that one (the others keep their help)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="edgebench",
         description="Benchmark compressed ONNX variants of a model on this CPU or a remote board over SSH.",
     )

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from harness.compare_stats import DEFAULT_THRESHOLD, Comparison, compare_samples
+from harness.options import output_folder
 from targets.errors import EdgebenchError
 from harness.paired import PairedOptions, Progress, flat, measure_paired
 from harness.results import SAMPLES_CSV, SCHEMA_VERSION, atomic_write_text, new_run_id, read_csv_rows, read_journal
@@ -276,7 +277,7 @@ def run(args: argparse.Namespace) -> int:
             raise EdgebenchError(f"{p}: no such file or folder")
     if not 0 < args.threshold < 1:
         raise EdgebenchError("--threshold must be between 0 and 1 (0.02 means 2%)")
-    out = args.out or Path("results") / f"compare-{new_run_id()}"
+    out = Path(args.out or Path("results") / f"compare-{new_run_id()}")  # made once the inputs pass their checks
     progress = Progress(args.quiet)
     stored = [is_results_dir(p) for p in inputs]
     if any(stored):
@@ -300,6 +301,7 @@ def _run_stored(inputs: list[Path], stored: list[bool], args: argparse.Namespace
     if args.baseline and Path(args.baseline) not in inputs:
         raise EdgebenchError(f"--baseline {args.baseline} is none of the inputs")
     a, b = inputs if not args.baseline or Path(args.baseline) == inputs[0] else inputs[::-1]
+    output_folder(out)
     rows = []
     for c, target, ga, gb in compare_stored(a, b, args.threshold):
         rows.append(comparison_row(c, target, ga, gb, None))
@@ -335,6 +337,7 @@ def _run_paired(inputs: list[Path], args: argparse.Namespace, out: Path, progres
                             threads=args.threads, shapes=tuple(args.shape), seed=args.seed, timeout_s=args.timeout,
                             data=data, inputs=values)
     target = targets_from(args)[0]
+    output_folder(out)  # after every check: a refused command leaves no empty folder behind
     paths = {i.variant: i.path for i in items}
     progress(f"comparing {', '.join(n for n in names if n != baseline)} against {baseline} on {target.name}: "
              f"interleaved rounds until decided (at most {options.max_time_s:g} s)")

@@ -52,6 +52,7 @@ class RunSpec:
             (self.min_time_s >= 0, "--min-time must not be negative"),
             (self.max_time_s >= self.min_time_s, "--max-time must be at least --min-time"),
             (self.timeout_s > self.max_time_s, "--timeout must exceed --max-time (the runner also starts up)"),
+            (self.seed >= 0, "--seed must be 0 or more (it seeds the random inputs)"),
         ]
         for ok, message in checks:
             if not ok:

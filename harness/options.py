@@ -4,16 +4,21 @@ argument types, the target and measurement flag groups, a RunSpec and Target obj
 from __future__ import annotations
 
 import argparse
+import math
+import os
 from pathlib import Path
 
 from targets.errors import EdgebenchError
 
 
 def positive_float(text: str) -> float:
+    """A finite number >= 0 (nan and inf are refused: a loop bounded by them never ends)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
     return value
@@ -36,14 +41,39 @@ def shape_arg(text: str) -> tuple[str, tuple[int, ...]]:
 
 
 def cores_arg(text: str) -> tuple[int, ...]:
-    try:
-        cores: set[int] = set()
-        for part in text.split(","):
-            lo, _, hi = part.partition("-")
-            cores.update(range(int(lo), int(hi or lo) + 1))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--cpu {text!r}: write cores like 0 or 0,1 or 0-3") from None
+    """`0`, `0,1`, `0-3`: core numbers; a range must run upwards (`5-2` pinned to nothing before)."""
+    cores: set[int] = set()
+    for part in text.split(","):
+        lo, dash, hi = part.strip().partition("-")
+        if not lo.isdigit() or (dash and not hi.isdigit()):
+            raise argparse.ArgumentTypeError(f"--cpu {text!r}: write cores like 0 or 0,1 or 0-3")
+        if dash and int(hi) < int(lo):
+            raise argparse.ArgumentTypeError(f"--cpu {text!r}: the range {part.strip()} runs backwards; "
+                                             f"write {hi}-{lo}")
+        cores.update(range(int(lo), int(hi if dash else lo) + 1))
     return tuple(sorted(cores))
+
+
+def check_cores(cores: tuple[int, ...], targets: list) -> None:
+    """--cpu must name cores this machine lets us use when a target is local (a board's runner checks its own)."""
+    if not cores or not any(t.name == "local" for t in targets) or not hasattr(os, "sched_getaffinity"):
+        return
+    usable = sorted(os.sched_getaffinity(0))
+    missing = [c for c in cores if c not in usable]
+    if missing:
+        raise EdgebenchError(f"--cpu {','.join(map(str, cores))}: core {missing[0]} is not one this machine lets "
+                             f"edgebench use ({_ranges(usable)}); pick among those")
+
+
+def _ranges(cores: list[int]) -> str:
+    """0,1,2,5 -> '0-2,5'."""
+    parts: list[str] = []
+    for c in cores:
+        if parts and int(parts[-1].split("-")[-1]) == c - 1:
+            parts[-1] = f"{parts[-1].split('-')[0]}-{c}"
+        else:
+            parts.append(str(c))
+    return ",".join(parts)
 
 
 def add_target_options(p: argparse.ArgumentParser) -> None:
@@ -95,6 +125,20 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
                    help="size of an input with symbolic dimensions; repeatable")
 
 
+def output_folder(path: Path, flag: str = "--out") -> Path:
+    """The folder results go to, created now: a file in its place or a folder that cannot be made is one line."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise EdgebenchError(f"{flag} {path} is a file; give a folder (a new one, or an earlier result folder to "
+                             "resume)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EdgebenchError(f"{flag} {path}: cannot create the folder ({exc.strerror}); give a folder you can "
+                             "write to") from None
+    return path
+
+
 def inputs_from(args: argparse.Namespace) -> tuple[Path | None, tuple]:
     """The checked --data file and --input values."""
     from harness.inputs import parse_inputs
@@ -125,4 +169,6 @@ def targets_from(args: argparse.Namespace) -> list:
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
         raise EdgebenchError(f"--target {sorted(dupes)[0]} is given twice; name each target once")
-    return [target_from_args(n, args) for n in names]
+    targets = [target_from_args(n, args) for n in names]
+    check_cores(tuple(getattr(args, "cpu", ()) or ()), targets)
+    return targets

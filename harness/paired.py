@@ -60,6 +60,7 @@ class PairedOptions:
             (self.block_time_s > 0, "--block-time must be positive"),
             (0 <= self.precision < 1, "--precision must be between 0 and 1 (0.05 means an interval of about +-5%)"),
             (self.threads is None or self.threads >= 1, "--threads must be at least 1"),
+            (self.seed >= 0, "--seed must be 0 or more (it seeds the random inputs and the round order)"),
         ]
         for ok, message in checks:
             if not ok:

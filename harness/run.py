@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.bench import BenchItem, load_item, measure
-from harness.options import add_target_options, targets_from
+from harness.options import add_target_options, output_folder, targets_from
 from harness.console import Progress, format_summary
 from targets.errors import EdgebenchError, TargetError
 from harness.experiment import DEFAULT_TOML, Experiment, load_experiment
@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
              f"variant(s) x {len(experiment.targets)} target(s) -> {out}")
 
     targets = targets_from(args)
-    out.mkdir(parents=True, exist_ok=True)
+    output_folder(out, "the result folder")
     models = _prepare(experiment, progress)
     _check_targets(targets, progress)
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from typing import Any
 
 from targets.base import RUNNER_PATH, Target, failure, parse_runner_output
+from targets.errors import TargetError
 
 
 class LocalTarget(Target):
@@ -18,6 +20,9 @@ class LocalTarget(Target):
     """
 
     def __init__(self, python: str | None = None, name: str = "local") -> None:
+        if python and shutil.which(python) is None:  # refused before any measurement is tried with it
+            raise TargetError(f"--python {python}: no such executable on this machine; give the path of a "
+                              "Python with numpy and onnxruntime (or leave --python out)")
         self.python = python or sys.executable
         self.name = name
 

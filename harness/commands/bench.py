@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.options import add_measure_options, add_target_options, run_spec_from, targets_from
+from harness.options import add_measure_options, add_target_options, output_folder, run_spec_from, targets_from
 
 EXIT_MEASUREMENT_FAILED = 1
 
@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     items = load_items(args.models)
     if spec.data is not None:
         check_data(spec.data, items)
+    output_folder(out)  # after every check: a refused command leaves no empty folder behind
     state = RunState(out)  # an earlier, interrupted bench into the same --out resumes
     state.drop_failed()
     writer = ResultsWriter(out)

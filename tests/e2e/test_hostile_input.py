@@ -3,6 +3,7 @@ traceback, and nothing measured on input that would give a wrong number."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -32,6 +33,16 @@ def test_a_file_name_with_a_control_character_is_refused_before_anything_runs(tm
     shown = ascii(name)[1:-1]
     assert_one_line_error(proc, shown, "control character", "rename")
     assert "unexpected" not in proc.stderr and not out.exists()
+
+
+def test_compare_refuses_a_control_character_or_a_non_utf8_name_before_making_its_folder(tmp_path, mlp):
+    for name in ("c\nd.onnx", os.fsdecode(b"\xff.onnx")):
+        odd = tmp_path / name
+        shutil.copy(mlp, odd)
+        out = tmp_path / "cmp"
+        proc = edgebench("compare", odd, mlp, "--out", out, "-q")
+        assert_one_line_error(proc, "rename")
+        assert not out.exists()
 
 
 def test_an_artifact_folder_with_a_control_character_in_its_manifest_is_refused(tmp_path, mlp):
@@ -125,3 +136,52 @@ def test_compress_and_compare_read_data_by_the_same_rules(tmp_path, mlp):
         read_npz(data)
     proc = edgebench("compare", mlp, mlp, "--data", data, "--out", tmp_path / "c", "-q")
     assert_one_line_error(proc, "(3, 0, 2, 5)")
+
+
+# ------------------------------------------------------------------ flags: refused up front, one line each
+
+RED_TEAM = [
+    (["bench", "{model}", "--cpu", "5-2"], ["--cpu", "runs backwards", "2-5"]),
+    (["bench", "{model}", "--cpu", "99"], ["--cpu 99", "core 99", "pick among"]),
+    (["bench", "{model}", "--min-time", "nan"], ["--min-time", "not a finite number"]),
+    (["bench", "{model}", "--max-time", "inf"], ["--max-time", "not a finite number"]),
+    (["bench", "{model}", "--seed", "-1"], ["--seed must be 0 or more"]),
+    (["bench", "{model}", "--out", "{file}"], ["is a file", "give a folder"]),
+    (["bench", "{model}", "--python", "/no/such/python"], ["--python /no/such/python", "no such executable"]),
+    (["bench", "{model}", "--target", "pi\nx"], ["bad target", "pi\\nx"]),
+    (["bench", "{model}", "--data", "{tmp}"], ["--data", "no such file"]),
+    (["compare", "{model}", "{model}", "--seed", "-1"], ["--seed must be 0 or more"]),
+    (["compare", "{model}", "{model}", "--precision", "-0.1"], ["--precision", "must not be negative"]),
+    (["compress", "--model", "zoo:digits-cnn", "--variants", "fp32", "--out", "{tmp}/a", "--finetune-epochs", "-5"],
+     ["--finetune-epochs -5", "0 or more"]),
+    (["compress", "--model", "zoo:digits-cnn", "--variants", "fp32", "--out", "{file}"], ["--out", "is a file"]),
+    (["compress", "--model", "zoo:digits-cnn", "--variants", "fp32", "--out", "{tmp}/a", "--weights", "{file}"],
+     ["cannot load weights", "empty file"]),
+]
+
+
+@pytest.mark.parametrize("argv, words", RED_TEAM, ids=[" ".join(a[:1] + a[2:]) for a, _ in RED_TEAM])
+def test_bad_flags_are_one_line_naming_the_flag(tmp_path, mlp, capsys, argv, words):
+    from harness.cli import main
+
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    argv = [a.format(model=mlp, file=empty, tmp=tmp_path) for a in argv]
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own exit for a flag it refuses
+        code = exc.code
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code in (2, 3) and len(lines) == 1 and lines[0].startswith("error: ") and "unexpected" not in err, err
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def test_a_path_that_is_not_utf8_is_refused(tmp_path, mlp, capsys):
+    from harness.cli import main
+
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/\xff.onnx"))
+    shutil.copy(mlp, odd)
+    assert main(["bench", str(odd), "--out", str(tmp_path / "out")]) == 2
+    assert "not valid UTF-8" in capsys.readouterr().err and not (tmp_path / "out").exists()
