@@ -7,6 +7,7 @@ line and an exit code. Nothing else lives here: each subcommand's body is a modu
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import signal
 import sys
@@ -85,6 +86,16 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _os_error(exc: Exception) -> EdgebenchError | None:
+    """An OSError about a file that no closer code explained (a full disk, a read-only folder): name the path."""
+    if not isinstance(exc, OSError) or not exc.filename:
+        return None
+    fixes = {errno.ENOSPC: "free some space there or give another --out", errno.EDQUOT: "free some space there or "
+             "give another --out", errno.EACCES: "make it writable or give another path", errno.EROFS: "the file "
+             "system is read-only; give another path", errno.ENOENT: "check the path"}
+    return EdgebenchError(f"{exc.filename}: {exc.strerror or exc}; {fixes.get(exc.errno, 'check the path')}")
+
+
 def _missing_extra(exc: Exception, command: str | None) -> EdgebenchError | None:
     """A package of the compress extra that is not installed, as the one line that says how to get it."""
     if not isinstance(exc, ModuleNotFoundError):
@@ -121,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 128 + exc.signum if isinstance(exc, Terminated) else EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line unless --debug
-        known = exc if isinstance(exc, EdgebenchError) else _missing_extra(exc, command)
+        known = exc if isinstance(exc, EdgebenchError) else _missing_extra(exc, command) or _os_error(exc)
         if debug:
             traceback.print_exc()
         if known is not None:

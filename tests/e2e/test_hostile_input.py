@@ -185,3 +185,23 @@ def test_a_path_that_is_not_utf8_is_refused(tmp_path, mlp, capsys):
     shutil.copy(mlp, odd)
     assert main(["bench", str(odd), "--out", str(tmp_path / "out")]) == 2
     assert "not valid UTF-8" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("code, words", [(28, ["No space left on device", "free some space"]),
+                                         (13, ["Permission denied", "writable"])])
+def test_an_os_error_no_closer_code_explained_names_the_path(tmp_path, monkeypatch, capsys, code, words):
+    """The CLI's last line of defence: an OSError about a file is that file and what to do, not `unexpected`."""
+    import harness.commands.report as report
+    from harness.cli import main
+
+    where = tmp_path / "results" / "summary.csv"
+
+    def full_disk(args):
+        raise OSError(code, os.strerror(code), str(where))
+
+    monkeypatch.setattr(report, "run", full_disk)
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {where}: ") and "unexpected" not in err and len(err.splitlines()) == 1
+    for word in words:
+        assert word in err, err
