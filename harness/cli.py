@@ -30,8 +30,10 @@ COMMANDS = (
     ("report", "harness.commands.report", "(re)write DIR/report.md and its plots from the result files"),
 )
 
-# Packages only the compress extra installs: a command that needs one says how to get it.
-COMPRESS_EXTRA = {"torch", "torchvision", "torch_pruning", "onnxsim", "sklearn", "onnxscript"}
+# Packages the light install (requirements-light.txt: bench, compare, doctor) leaves out: a command that
+# needs one says how to get the full install.
+FULL_INSTALL_ONLY = {"torch", "torchvision", "torch_pruning", "onnxsim", "sklearn", "onnxscript", "pandas",
+                     "matplotlib"}
 
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention; SIGTERM gives 128 + 15
@@ -66,7 +68,8 @@ def _chosen(argv: Sequence[str]) -> str | None:
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The parser; every subcommand configured, or with `only`, just that one (the others keep their help)."""
+    """The parser; every subcommand configured, or with `only`, just that one (the others keep their help;
+    `only=""` configures none)."""
     parser = _Parser(
         prog="edgebench",
         description="Benchmark compressed ONNX variants of a model on this CPU or a remote board over SSH.",
@@ -101,9 +104,10 @@ def _missing_extra(exc: Exception, command: str | None) -> EdgebenchError | None
     if not isinstance(exc, ModuleNotFoundError):
         return None
     package = (exc.name or "").split(".")[0]
-    if package in COMPRESS_EXTRA:
-        return EdgebenchError(f"`edgebench {command}` needs {package}, which this install lacks (bench, compare, "
-                              "doctor and report do not): pip install 'edgebench[compress]'")
+    if package in FULL_INSTALL_ONLY:
+        return EdgebenchError(f"`edgebench {command or '--help'}` needs {package}, which this light install lacks "
+                              "(it runs bench, compare and doctor): install edgebench with its dependencies "
+                              "(pip install . or pip install edgebench, without --no-deps)")
     return None
 
 
@@ -120,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = _chosen(argv)
     previous = _handle_termination()
     try:
-        parser = build_parser(command)
+        parser = build_parser(command or "")  # no command (`edgebench --help`): import none of them
         args = parser.parse_args(argv)
         if not getattr(args, "func", None):
             parser.print_help()
