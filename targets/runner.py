@@ -18,6 +18,10 @@ The spec (JSON object; every key optional except where noted):
   values          {input_name: {"constant": number} | {"file": files_key} | {"random": true}}
   inputs          {"seed": 0}: seed of the random values (float tensors, or inputs given "random")
   intra_op_threads, inter_op_threads   onnxruntime thread counts (0/None: onnxruntime's default)
+  providers       [{"name": "OpenVINOExecutionProvider", "options": {"device_type": "CPU"}}, ...] in priority
+                  order (default CPU only); bench reports the session's providers and, when one other than
+                  CPU is asked, each node's provider in a profiled first call ("placement": nodes per
+                  provider, providers used, the nodes that fell back from the first one)
   cpu_affinity    [core, ...] pin this process to those cores
   warmup          {"min_iterations": 10, "min_time_s": 0.2}
   min_iterations, min_time_s, max_time_s, max_iterations    the timed loop's stopping rule
@@ -45,14 +49,14 @@ import time
 #
 # RUNNER_VERSION changes whenever the spec or the document changes meaning; the harness refuses a runner of
 # another version (a stale copy on a board) rather than misread it.
-RUNNER_VERSION = 1
+RUNNER_VERSION = 2  # 2: providers (spec) and providers / placement (bench document)
 REPORTED_ERROR_EXIT = 3  # exit code when the document describes a failure of the measurement (status != ok)
 
 # The statuses a runner document carries. A failure that depends on the model, the spec or the software
 # (not on this process's luck) is permanent: another process would fail the same way.
 STATUS_OK = "ok"
 PERMANENT_STATUSES = frozenset(("bad_spec", "missing_file", "no_onnxruntime", "bad_model", "bad_shape",
-                                "bad_input", "bad_data", "run_failed"))
+                                "bad_input", "bad_data", "run_failed", "bad_provider"))
 STATUSES = frozenset((STATUS_OK, "out_of_memory")) | PERMANENT_STATUSES
 
 # Spec defaults, one set for the runner and the harness (RunSpec and the flags take theirs from here).
@@ -423,19 +427,61 @@ def _file(spec, key):
 def _ort_message(exc):
     """onnxruntime's first message line without its C++ source location and signature."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return re.sub(r"/\S+\.(?:cc|h|cpp):\d+ (?:\S+::)+\S*\(.*?\)(?: const)? (?=[A-Z])", "", text)
+    return re.sub(r"/\S+\.(?:cc|h|cpp):\d+ (?:[^ (]+ )?(?:\S+::)+\S*\(.*?\)(?: const)? (?=[A-Z])", "", text)
 
 
-def open_session(path, spec):
+def session_providers(spec, ort):
+    """(names, options) in priority order: the spec's providers, checked against what this onnxruntime offers.
+
+    onnxruntime itself only warns about a name it does not offer and drops it, so an OpenVINO figure
+    would silently be a CPU figure; here an unknown name is an error that lists what is offered."""
+    asked = spec.get("providers") or []
+    if not asked:
+        return ["CPUExecutionProvider"], [{}]
+    offered = ort.get_available_providers()
+    names, options = [], []
+    for entry in asked:
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not name:
+            raise RunnerError("bad_spec", "each of the spec's providers needs a name, got %r" % (entry,))
+        if name not in offered:
+            raise RunnerError("bad_provider", "%s is not offered by onnxruntime %s at %s on %s; it offers %s: "
+                              "choose one of those, or install the onnxruntime package that has it (e.g. "
+                              "onnxruntime-openvino) in another venv and pass --python" % (
+                                  name, ort.__version__, sys.executable, socket.gethostname(), ", ".join(offered)))
+        names.append(name)
+        options.append(dict((str(k), str(v)) for k, v in (entry.get("options") or {}).items()))
+    return names, options
+
+
+def _profiled(names):
+    """Whether a session needs its node placement read: only when a provider other than CPU is asked."""
+    return any(n != "CPUExecutionProvider" for n in names)
+
+
+def open_session(path, spec, profile=False):
+    """A session on the spec's providers; with `profile`, profiling is on until placement() reads it."""
+    import contextlib
+    import io
+    import tempfile
+
     import onnxruntime as ort
 
+    names, provider_options = session_providers(spec, ort)
     options = ort.SessionOptions()
     if spec.get("intra_op_threads"):
         options.intra_op_num_threads = int(spec["intra_op_threads"])
     if spec.get("inter_op_threads"):
         options.inter_op_num_threads = int(spec["inter_op_threads"])
+    if profile and _profiled(names):
+        options.enable_profiling = True
+        options.profile_file_prefix = os.path.join(tempfile.mkdtemp(prefix="edgebench-profile."), "session")
+    printed = io.StringIO()
     try:
-        return ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
+        # onnxruntime's Python layer prints an EP's failure to stdout (where our JSON goes) and retries on CPU
+        with contextlib.redirect_stdout(printed):
+            session = ort.InferenceSession(path, sess_options=options, providers=names,
+                                           provider_options=provider_options)
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises several unrelated types here
         first = _ort_message(exc)
         raise RunnerError(
@@ -443,6 +489,61 @@ def open_session(path, spec):
             "onnxruntime cannot load %s: %s; check the file is a valid ONNX model "
             "(python -m onnx.checker) exported for opset/runtime %s" % (os.path.basename(path), first, ort.__version__),
         )
+    dropped = [n for n in names if n not in session.get_providers()]
+    if dropped:
+        if options.enable_profiling:
+            _end_profile(session)
+        said = [line for line in printed.getvalue().splitlines() if line.startswith("EP Error")]
+        reason = _ort_message(said[0][len("EP Error "):]) if said else "no reason given"
+        raise RunnerError("bad_provider", "onnxruntime %s could not start %s with options %s (%s) and fell back to "
+                          "%s; fix the provider's options" % (ort.__version__, ", ".join(dropped),
+                                                              json.dumps(provider_options), reason,
+                                                              ", ".join(session.get_providers())))
+    return session
+
+
+def _end_profile(session):
+    """End a session's profiling: its events (the file is removed with its folder), or what went wrong."""
+    import shutil
+
+    path = session.end_profiling()
+    if not path:
+        return "onnxruntime wrote no profile"
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as exc:
+        return "cannot read the profile %s: %s" % (path, exc)
+    finally:
+        shutil.rmtree(os.path.dirname(os.path.abspath(path)), ignore_errors=True)
+
+
+def placement(session, spec):
+    """Which provider ran each node of the profiled calls; nodes on any provider but the first asked fell back.
+
+    onnxruntime gives a provider only the nodes it claims and runs the rest on the next provider
+    (in the end CPU) without a word; the profile's per-node events name the provider of each kernel.
+    A provider's fused subgraph counts as one node; the other nodes are onnxruntime's after its graph
+    optimizations. Nodes that did not run (an If branch not taken) are not seen."""
+    import onnxruntime as ort
+
+    asked = session_providers(spec, ort)[0]
+    events = _end_profile(session)
+    if isinstance(events, str):
+        return {"error": events}
+    nodes, fallback, seen = {}, [], set()
+    for event in events:
+        name = event.get("name") or ""
+        if event.get("cat") != "Node" or not name.endswith("_kernel_time") or name in seen:
+            continue
+        seen.add(name)
+        args = event.get("args") or {}
+        provider = args.get("provider") or "unknown"
+        nodes[provider] = nodes.get(provider, 0) + 1
+        if provider != asked[0]:
+            fallback.append({"node": name[:-len("_kernel_time")], "op": args.get("op_name"), "provider": provider})
+    used = [p for p in asked if p in nodes] + sorted(p for p in nodes if p not in asked)
+    return {"nodes": nodes, "used": used, "fallback": fallback}
 
 
 # ---------------------------------------------------------------- model inputs: shapes and values
@@ -739,25 +840,31 @@ def bench(spec):
     path = _file(spec, "model")
     result["rss_before_session_mb"] = rss_mb()
     t0 = time.perf_counter_ns()
-    session = open_session(path, spec)
+    session = open_session(path, spec, profile=True)
     result["init_ms"] = (time.perf_counter_ns() - t0) / 1e6
+    result["providers"] = session.get_providers()
     result["rss_after_session_mb"] = rss_mb()
-    plan = prepare_inputs(session, spec)
-    result["inputs"] = plan.report
-    feeds = plan.feeds
-    outputs = [o.name for o in session.get_outputs()]
-
-    def run():
-        session.run(outputs, feeds)
-
-    t0 = time.perf_counter_ns()
     try:
-        run()
-    except Exception as exc:  # noqa: BLE001
-        first = _ort_message(exc)
-        raise RunnerError("run_failed", "inference failed with inputs %s: %s" % (
-            ", ".join("%s%s" % (k, list(v.shape)) for k, v in feeds.items()), first))
-    result["first_inference_ms"] = (time.perf_counter_ns() - t0) / 1e6
+        plan = prepare_inputs(session, spec)
+        result["inputs"] = plan.report
+        feeds = plan.feeds
+        outputs = [o.name for o in session.get_outputs()]
+
+        def run():
+            session.run(outputs, feeds)
+
+        t0 = time.perf_counter_ns()
+        try:
+            run()
+        except Exception as exc:  # noqa: BLE001
+            first = _ort_message(exc)
+            raise RunnerError("run_failed", "inference failed with inputs %s: %s" % (
+                ", ".join("%s%s" % (k, list(v.shape)) for k, v in feeds.items()), first))
+        result["first_inference_ms"] = (time.perf_counter_ns() - t0) / 1e6
+    finally:
+        if session.get_session_options().enable_profiling:
+            # the first call was profiled; ending the profile here keeps its cost out of the timed calls
+            result["placement"] = placement(session, spec)
 
     warm = spec.get("warmup") or {}
     gc_was_enabled = gc.isenabled()
