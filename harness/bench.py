@@ -24,6 +24,7 @@ from targets.errors import EdgebenchError, TargetError
 from export.int8 import target_accuracy_warning
 from harness.measurement import Measurement, ProcessRun, RunSpec
 from harness.modelfile import check_model
+from harness.providers import fallback_warning
 from harness.results import ResultsWriter, SummaryRow, utc_now
 from harness.stats import stability_warnings
 from targets.base import Target
@@ -181,6 +182,9 @@ class Scheduler:
             if m.batch_size != self.spec.batch_size and self.spec.batch_size != 1:
                 warnings.append(f"--batch {self.spec.batch_size} did not apply: the input shapes fix "
                                 f"{m.batch_size} item(s) per call, and that is what was measured")
+            fallback = fallback_warning(self.spec.providers, m.placement)
+            if fallback:
+                warnings.append(fallback)
             if any(p.throttled for p in m.processes):
                 warnings.append("the board throttled during this measurement: the number is not the board's "
                                 "steady speed; cool it (--cooldown) and measure again")

@@ -231,7 +231,7 @@ def format_comparisons(rows: Sequence[ComparisonRow]) -> list[str]:
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    from harness.options import add_input_options, add_target_options, positive_float
+    from harness.options import add_input_options, add_provider_option, add_target_options, positive_float
 
     d = PairedOptions()
     p.add_argument("inputs", nargs="+", type=Path, metavar="MODEL",
@@ -258,6 +258,7 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help=f"a slow model's block holds only the calls that fill about this long ({d.block_time_s:g}), "
                         "so that enough rounds for a verdict fit in --max-time")
     p.add_argument("--threads", type=int, metavar="N", help="onnxruntime intra-op threads (default: its own)")
+    add_provider_option(p)
     add_input_options(p)
     p.add_argument("--seed", type=int, default=d.seed, help="random inputs and round order")
     p.add_argument("--timeout", type=positive_float, default=d.timeout_s, metavar="S",
@@ -314,6 +315,7 @@ def _run_paired(inputs: list[Path], args: argparse.Namespace, out: Path, progres
     from harness.bench import load_items
     from harness.inputs import check_data
     from harness.options import inputs_from, targets_from
+    from harness.providers import parse_providers
 
     items = load_items(inputs)
     for item in items:
@@ -335,7 +337,7 @@ def _run_paired(inputs: list[Path], args: argparse.Namespace, out: Path, progres
                             block_size=args.block_size, drop_per_block=args.drop, round_time_s=args.round_time,
                             block_time_s=args.block_time, precision=args.precision,
                             threads=args.threads, shapes=tuple(args.shape), seed=args.seed, timeout_s=args.timeout,
-                            data=data, inputs=values)
+                            data=data, inputs=values, providers=parse_providers(args.provider))
     target = targets_from(args)[0]
     output_folder(out)  # after every check: a refused command leaves no empty folder behind
     paths = {i.variant: i.path for i in items}

@@ -13,6 +13,7 @@ from typing import Any
 
 from targets.errors import EdgebenchError
 from harness.inputs import InputValue, check_unique, input_value
+from harness.providers import ProviderSpec, parse_providers
 from harness.measurement import RunSpec
 
 DEFAULT_TOML = """\
@@ -65,6 +66,8 @@ min_iterations = 20
 timeout_s = 120.0
 # inputs = { sr = 16000, state = "state.npy", ids = "random" }   # values for named model inputs:
 #                                  # integer, bool and scalar inputs need one (never invented)
+# providers = ["OpenVINOExecutionProvider:device_type=CPU"]   # onnxruntime execution providers, highest
+#                                  # priority first (default: CPU); the target's onnxruntime must offer them
 """
 
 _TOP_KEYS = {"name", "out", "variants", "targets", "models", "data", "build", "measure"}
@@ -77,7 +80,7 @@ _MEASURE_FIELDS: dict[str, tuple[str, type, float, Any]] = {
     "max_iterations": ("max_iterations", int, 1, 10000), "timeout_s": ("timeout_s", float, 0, 120.0),
     "seed": ("seed", int, 0, 0),
 }
-_MEASURE_KEYS = {"batch_sizes", "threads", "cpu", "inputs", *_MEASURE_FIELDS}
+_MEASURE_KEYS = {"batch_sizes", "threads", "cpu", "inputs", "providers", *_MEASURE_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -104,13 +107,14 @@ class Experiment:
     int8_select_on: str = "build"
     int8_tolerance: float = 1.0
     inputs: tuple[InputValue, ...] = ()
+    providers: tuple[ProviderSpec, ...] = ()
 
     def run_specs(self, data: Path | None = None) -> list[RunSpec]:
         """One RunSpec per (batch size, thread count); a setting the experiment leaves out keeps RunSpec's default."""
         m = self.measure
         given = {field: kind(m[key]) for key, (field, kind, _, _) in _MEASURE_FIELDS.items() if key in m}
         return [RunSpec(batch_size=b, threads=t, cpu_affinity=tuple(m.get("cpu", ())), data=data,
-                        inputs=self.inputs, **given)
+                        inputs=self.inputs, providers=self.providers, **given)
                 for b in self.batch_sizes for t in self.threads]
 
 
@@ -242,12 +246,15 @@ def parse_experiment(doc: dict[str, Any], base: Path, source: str) -> Experiment
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0:
         raise _fail(f"{source}: build.int8_tolerance", "must be a number of accuracy points >= 0", "e.g. 1.0")
     inputs = _inputs(f"{source}: measure.inputs", measure.get("inputs", {}), base)
+    where = f"{source}: measure.providers"
+    providers = parse_providers(_str_list(where, measure["providers"]), where) if "providers" in measure else ()
     name = _plain_name(f"{source}: name", doc.get("name", "experiment"))
     out = _path(f"{source}: out", doc["out"], base, "results/mine") if "out" in doc else Path(f"results/{name}")
     experiment = Experiment(
         name=str(name), out=out if out.is_absolute() else (base / out), models=tuple(models),
         variants=variants, targets=targets, data=data, batch_sizes=batch_sizes, threads=threads,
-        measure={k: v for k, v in measure.items() if k not in ("batch_sizes", "threads", "inputs")}, inputs=inputs,
+        measure={k: v for k, v in measure.items() if k not in ("batch_sizes", "threads", "inputs", "providers")},
+        inputs=inputs, providers=providers,
         int8_select_on=str(select_on), int8_tolerance=float(tolerance),
     )
     try:

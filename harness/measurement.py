@@ -11,6 +11,7 @@ from typing import Any
 from targets.errors import EdgebenchError
 from export.metrics import classification_metrics
 from harness.inputs import InputValue, describe_fed, runner_inputs
+from harness.providers import ProviderSpec, fallback_of, runner_providers, used_cell
 from harness.stats import Summary, summarize
 from targets.runner import DEFAULTS as RUNNER_DEFAULTS
 from targets.telemetry import measurement_throttled
@@ -41,6 +42,7 @@ class RunSpec:
     data: Path | None = None
     seed: int = 0
     inputs: tuple[InputValue, ...] = ()  # --input values; the rest come from `data`, or are random floats
+    providers: tuple[ProviderSpec, ...] = ()  # execution providers in priority order; () = CPU only
 
     def __post_init__(self) -> None:
         checks = [
@@ -73,6 +75,7 @@ class RunSpec:
         }
         if self.inputs:  # only when given, so results measured before --input existed keep their hash
             key["inputs"] = [v.identity() for v in self.inputs]
+        key.update(runner_providers(self.providers))  # likewise: CPU-only results keep their hash
         return key
 
     def settings_hash(self) -> str:
@@ -83,6 +86,7 @@ class RunSpec:
         inputs = runner_inputs(self.inputs, self.data, self.shapes, self.seed + seed_offset)
         return {
             **inputs,
+            **runner_providers(self.providers),
             "mode": "bench",
             "files": {"model": str(model), **inputs["files"]},
             "batch": self.batch_size,
@@ -119,6 +123,8 @@ class ProcessRun:
     accuracy: dict[str, Any] | None = None
     batch_size: int | None = None  # items per call as the runner ran them
     inputs: tuple[dict[str, Any], ...] = ()  # what the runner fed each input (name, dtype, shape, source, value)
+    providers: tuple[str, ...] = ()  # the session's providers, in priority order
+    placement: dict[str, Any] | None = None  # nodes per provider in a profiled call (when not CPU only)
 
     @classmethod
     def from_runner(cls, index: int, doc: dict[str, Any]) -> ProcessRun:
@@ -141,6 +147,8 @@ class ProcessRun:
             accuracy=doc.get("accuracy"),
             batch_size=doc.get("batch_size"),
             inputs=tuple(doc.get("inputs") or ()),
+            providers=tuple(doc.get("providers") or ()),
+            placement=doc.get("placement"),
         )
 
     @property
@@ -190,6 +198,25 @@ class Measurement:
     def inputs_fed(self) -> str:
         """What the runner fed each input, as one cell (empty when no process got that far)."""
         return next((describe_fed(list(p.inputs)) for p in self.processes if p.inputs), "")
+
+    def _first_with_providers(self) -> ProcessRun | None:
+        return next((p for p in self.processes if p.providers), None)
+
+    @property
+    def providers_used(self) -> str:
+        """The providers nodes ran on, highest priority first, as one cell (`OpenVINOExecutionProvider;CPU...`)."""
+        p = self._first_with_providers()
+        return used_cell(p.providers, p.placement) if p else ""
+
+    @property
+    def placement(self) -> dict[str, Any] | None:
+        p = self._first_with_providers()
+        return p.placement if p else None
+
+    @property
+    def fallback(self) -> tuple[int | None, str]:
+        """(nodes that fell back from the first provider asked, their op types); (None, "") when not read."""
+        return fallback_of(self.placement)
 
     def summary(self) -> Summary | None:
         runs = self.ok_processes

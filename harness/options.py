@@ -107,8 +107,15 @@ def add_measure_options(p: argparse.ArgumentParser) -> None:
                    help=f"stop a runner process after this long ({d.timeout_s:g})")
     add_input_options(p)
     p.add_argument("--cpu", type=cores_arg, default=(), metavar="CORES", help="pin runner processes to cores, e.g. 1 or 0-1")
+    add_provider_option(p)
     p.add_argument("--seed", type=int, default=d.seed, help="random inputs and schedule order")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress lines (for CI logs)")
+
+
+def add_provider_option(p: argparse.ArgumentParser) -> None:
+    from harness.providers import PROVIDER_HELP
+
+    p.add_argument("--provider", action="append", default=[], metavar="NAME[:key=value,...]", help=PROVIDER_HELP)
 
 
 def add_input_options(p: argparse.ArgumentParser) -> None:
@@ -152,6 +159,7 @@ def inputs_from(args: argparse.Namespace) -> tuple[Path | None, tuple]:
 
 def run_spec_from(args: argparse.Namespace):
     from harness.measurement import RunSpec
+    from harness.providers import parse_providers
 
     data, values = inputs_from(args)
     return RunSpec(
@@ -159,6 +167,7 @@ def run_spec_from(args: argparse.Namespace):
         max_time_s=max(args.max_time, args.min_time), min_iterations=args.min_iterations,
         max_iterations=max(args.max_iterations, args.min_iterations), timeout_s=args.timeout,
         shapes=tuple(args.shape), cpu_affinity=tuple(args.cpu), data=data, seed=args.seed, inputs=values,
+        providers=parse_providers(args.provider),
     )
 
 

@@ -21,6 +21,7 @@ from harness.compare_stats import DEFAULT_THRESHOLD, Comparison, SequentialRule,
 from harness.bench import PERMANENT_FAILURES
 from harness.console import format_number
 from harness.inputs import InputValue, runner_inputs
+from harness.providers import ProviderSpec, runner_providers
 from harness.stats import load_warning
 from targets.errors import EdgebenchError
 from targets.runner import DEFAULTS as RUNNER_DEFAULTS
@@ -49,6 +50,7 @@ class PairedOptions:
     timeout_s: float = 120.0
     inputs: tuple[InputValue, ...] = ()
     data: Path | None = None
+    providers: tuple[ProviderSpec, ...] = ()  # execution providers in priority order; () = CPU only
 
     def __post_init__(self) -> None:
         checks = [
@@ -80,7 +82,8 @@ class PairedOptions:
     def runner_spec(self, files: dict[str, str], keys: Sequence[str], seed: int) -> dict[str, Any]:
         inputs = runner_inputs(self.inputs, self.data, self.shapes, seed)
         return {
-            **inputs, "mode": "paired", "files": {**files, **inputs["files"]}, "models": list(keys),
+            **inputs, **runner_providers(self.providers),
+            "mode": "paired", "files": {**files, **inputs["files"]}, "models": list(keys),
             "block_size": self.block_size, "drop_per_block": self.drop_per_block, "n_blocks": self.n_blocks,
             "min_time_s": self.round_time_s, "max_time_s": self.round_cap_s, "block_time_s": self.block_time_s,
             "intra_op_threads": self.threads, "inter_op_threads": 1,

@@ -101,6 +101,11 @@ class SummaryRow:
     accuracy_where: str | None = None
     cpu_features: str | None = None
     inputs: str = ""  # what each input was fed: name:dtype[shape]:source(=value); sources data, constant, random
+    # execution providers nodes ran on (`;`-separated, priority order), and the nodes that fell back from the
+    # first one asked (after onnxruntime's graph optimizations; blank when only CPU was asked)
+    providers: str = ""
+    provider_fallback_nodes: int | None = None
+    provider_fallback_ops: str = ""
 
 
 @dataclass(frozen=True)
@@ -218,6 +223,9 @@ def summary_row(m: Measurement, warnings: Iterable[str] = ()) -> SummaryRow:
         accuracy_where=("target" if measured else "build machine") if quality.get("accuracy") is not None else None,
         cpu_features=features_text(machine.get("cpu_features")) if machine else None,
         inputs=m.inputs_fed,
+        providers=m.providers_used,
+        provider_fallback_nodes=m.fallback[0],
+        provider_fallback_ops=m.fallback[1],
     )
 
 

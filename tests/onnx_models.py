@@ -173,3 +173,23 @@ def matmul_chain(path: Path, depth: int, size: int = 512, seed: int = 0) -> Path
     g = helper.make_graph(nodes, "matmul_chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [size, size])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [size, size])], [w])
     return _save(g, path)
+
+
+def mlp_det(path: Path, seed: int = 0) -> Path:
+    """The digits classifier's first layers, then a 3x3 determinant (Det, opset 11): an op the OpenVINO
+    execution provider does not take, so onnxruntime runs that node on CPU (a provider fallback)."""
+    rng = np.random.default_rng(seed)
+    w1 = numpy_helper.from_array(rng.standard_normal((64, 32)).astype(np.float32) * 0.1, "w1")
+    w2 = numpy_helper.from_array(rng.standard_normal((32, 9)).astype(np.float32) * 0.1, "w2")
+    shape = numpy_helper.from_array(np.array([-1, 3, 3], dtype=np.int64), "shape3")
+    nodes = [
+        helper.make_node("Flatten", ["x"], ["f"], axis=1),
+        helper.make_node("MatMul", ["f", "w1"], ["h"]),
+        helper.make_node("Relu", ["h"], ["r"]),
+        helper.make_node("MatMul", ["r", "w2"], ["m"]),
+        helper.make_node("Reshape", ["m", "shape3"], ["sq"]),
+        helper.make_node("Det", ["sq"], ["y"]),
+    ]
+    g = helper.make_graph(nodes, "mlp_det", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N"])], [w1, w2, shape])
+    return _save(g, path)
