@@ -132,15 +132,17 @@ def format_checks(checks: list[Check]) -> list[str]:
 
 
 def provision(target: Target, packages: tuple[str, ...] | list[str] = PROVISION_PACKAGES,
-              python: str = "python3", timeout: float = 1800.0) -> str:  # fmt: skip
-    """Create ~/.cache/edgebench/venv on the board and pip install `packages`; returns pip's last lines.
+              python: str = "python3", timeout: float = 1800.0, venv: str = "venv") -> str:  # fmt: skip
+    """Create ~/.cache/edgebench/VENV on the board and pip install `packages`; returns pip's last lines.
 
-    A Pi 4 needs several minutes for this (wheels of ~20 MB over Wi-Fi), hence the long timeout.
+    A Pi 4 needs several minutes for this (wheels of ~20 MB over Wi-Fi), hence the long timeout. Another
+    `venv` name keeps a second onnxruntime build beside the default one (e.g. onnxruntime-openvino,
+    which replaces the onnxruntime package); pass its bin/python as --python.
     """
     if not isinstance(target, SshTarget):
         raise TargetError(f"provision is for remote boards; for {target.name} run: pip install numpy onnxruntime")
     target.connect()
-    venv = f"{target.cache_dir}/venv"
+    venv = f"{target.cache_dir}/{venv}"
     q = shlex.quote
     script = (
         f"set -e; mkdir -p {q(target.cache_dir)}; "

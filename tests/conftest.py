@@ -107,6 +107,40 @@ def _provision_like_here(sshd) -> None:
         target.close()
 
 
+# onnxruntime-openvino (the OpenVINO execution provider) replaces the onnxruntime package, so it lives in a
+# venv of its own beside the board user's default one, keyed by versions: built once per machine (~1 min).
+OPENVINO_ORT = "1.24.1"
+
+
+@pytest.fixture(scope="session")
+def openvino_python(loopback_sshd) -> str:
+    """The board user's second interpreter, whose onnxruntime offers OpenVINOExecutionProvider (for --python)."""
+    import shlex
+
+    import numpy
+
+    from targets.doctor import provision
+    from targets.ssh import SshTarget
+
+    venv = f"venv-onnxruntime-openvino-{OPENVINO_ORT}-numpy-{numpy.__version__}"
+    target = SshTarget(loopback_sshd.alias, ssh_config=loopback_sshd.ssh_config)
+    try:
+        target.connect()
+        python = f"{target.cache_dir}/{venv}/bin/python"
+        check = (f"{shlex.quote(python)} -c 'import onnxruntime as o; "
+                 "assert \"OpenVINOExecutionProvider\" in o.get_available_providers()'")
+        if target.shell(check, timeout=60).returncode != 0:
+            provision(target, packages=[f"onnxruntime-openvino=={OPENVINO_ORT}", f"numpy=={numpy.__version__}"],
+                      venv=venv, timeout=900)
+            proc = target.shell(check, timeout=60)
+            if proc.returncode != 0:
+                skip_or_fail(f"onnxruntime-openvino {OPENVINO_ORT} offers no OpenVINOExecutionProvider here: "
+                             f"{proc.stderr.strip()[-300:]}")
+    finally:
+        target.close()
+    return python
+
+
 @pytest.fixture
 def ssh_target(loopback_sshd) -> Iterator:
     """An opened SshTarget on the loopback alias; closed afterwards."""
