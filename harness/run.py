@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.bench import BenchItem, load_item, measure
-from harness.options import add_target_options, output_folder, targets_from
+from harness.options import add_provider_option, add_target_options, output_folder, targets_from
 from harness.console import Progress, format_summary
 from targets.errors import EdgebenchError, TargetError
 from harness.experiment import DEFAULT_TOML, Experiment, load_experiment
@@ -34,6 +34,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="short measurements for a smoke run")
     p.add_argument("--print-default", action="store_true", help="print the built-in experiment as TOML and exit")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress lines (for CI logs)")
+    add_provider_option(p)  # overrides the experiment's measure.providers
     p.add_argument("--int8-select-on", metavar="T",
                    help="where a plain +int8 measures its forms before shipping one: build (this machine) or one "
                         "of the targets (overrides the experiment's build.int8_select_on)")
@@ -125,6 +126,10 @@ def run(args: argparse.Namespace) -> int:
         experiment = replace(experiment, measure={**experiment.measure, **QUICK_MEASURE})
     if args.int8_select_on:
         experiment = replace(experiment, int8_select_on=args.int8_select_on)
+    if args.provider:
+        from harness.providers import parse_providers
+
+        experiment = replace(experiment, providers=parse_providers(args.provider))
     if experiment.int8_select_on not in ("build", *experiment.targets):
         raise EdgebenchError(f"INT8 forms are to be measured on {experiment.int8_select_on}, which is not one of the "
                              f"targets ({', '.join(experiment.targets)}); use build or one of them")
