@@ -247,7 +247,7 @@ def parse_experiment(doc: dict[str, Any], base: Path, source: str) -> Experiment
         raise _fail(f"{source}: build.int8_tolerance", "must be a number of accuracy points >= 0", "e.g. 1.0")
     inputs = _inputs(f"{source}: measure.inputs", measure.get("inputs", {}), base)
     where = f"{source}: measure.providers"
-    providers = parse_providers(_str_list(where, measure["providers"]), where) if "providers" in measure else ()
+    providers = parse_providers(_str_list(where, measure["providers"], '["openvino:device_type=CPU"]'), where) if "providers" in measure else ()
     name = _plain_name(f"{source}: name", doc.get("name", "experiment"))
     out = _path(f"{source}: out", doc["out"], base, "results/mine") if "out" in doc else Path(f"results/{name}")
     experiment = Experiment(

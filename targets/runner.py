@@ -49,7 +49,8 @@ import time
 #
 # RUNNER_VERSION changes whenever the spec or the document changes meaning; the harness refuses a runner of
 # another version (a stale copy on a board) rather than misread it.
-RUNNER_VERSION = 2  # 2: providers (spec) and providers / placement (bench document)
+# 2: the spec's providers; the bench document's providers and placement
+RUNNER_VERSION = 2
 REPORTED_ERROR_EXIT = 3  # exit code when the document describes a failure of the measurement (status != ok)
 
 # The statuses a runner document carries. A failure that depends on the model, the spec or the software

@@ -47,5 +47,5 @@ def test_a_stale_runner_is_refused_with_what_to_do(tmp_path, monkeypatch):
     source = Path(runner.__file__).read_text(encoding="utf-8")
     stale.write_text(source.replace(f"RUNNER_VERSION = {runner.RUNNER_VERSION}\n", "RUNNER_VERSION = 0\n", 1))
     monkeypatch.setattr(local, "RUNNER_PATH", stale)
-    with pytest.raises(TargetError, match=r"runner version 0.*speaks version 1.*stale copy of runner.py"):
+    with pytest.raises(TargetError, match=rf"runner version 0.*speaks version {runner.RUNNER_VERSION}.*stale copy of runner.py"):
         LocalTarget().probe()
