@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from targets.errors import EdgebenchError
+from targets.fileio import atomic_output
 
 SPLIT_SEED = 0
 SPLIT_FRACTIONS = (0.6, 0.2, 0.2)  # train / val / test
@@ -190,7 +191,6 @@ def write_npz(path: Path, x: np.ndarray, y: np.ndarray) -> Path:
     """Write a data file in the CONTRACT format (x float32 NxCxHxW, y int64) that `bench --data` reads."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, x=np.ascontiguousarray(x, dtype=np.float32), y=np.asarray(y, dtype=np.int64))
-    tmp.replace(path)
+    with atomic_output(path) as tmp:  # the temp name ends in .npz, so np.savez keeps it
+        np.savez(tmp, x=np.ascontiguousarray(x, dtype=np.float32), y=np.asarray(y, dtype=np.int64))
     return path

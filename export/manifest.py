@@ -10,12 +10,13 @@ Format history: schema_version 1 - first version.
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from targets.fileio import atomic_write_text, csv_cell
 
 SCHEMA_VERSION = 1
 
@@ -31,9 +32,7 @@ CSV_COLUMNS = (
 
 
 def write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = Path(path).with_name(Path(path).name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(Path(path), json.dumps(obj, indent=2, sort_keys=False, default=_json_default))
 
 
 def _json_default(o: object) -> object:
@@ -66,31 +65,22 @@ def csv_row(manifest: dict) -> dict:
     row = {}
     for col in CSV_COLUMNS:
         v = flat.get(col)
-        if v is None:
-            row[col] = ""
-        elif isinstance(v, bool):
-            row[col] = int(v)
-        elif isinstance(v, float):
-            row[col] = repr(round(v, 9))
-        else:
-            row[col] = v
+        row[col] = repr(round(v, 9)) if isinstance(v, float) and v == v else csv_cell(v)
     return row
 
 
 def write_artifacts_csv(path: Path, manifests: list[dict]) -> None:
     """Rewrite ``artifacts.csv`` atomically: UTF-8, comma, header, one row per variant, no index."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=list(CSV_COLUMNS))
-        w.writeheader()
-        for m in manifests:
-            w.writerow(csv_row(m))
-    os.replace(tmp, path)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
+    w.writeheader()
+    for m in manifests:
+        w.writerow(csv_row(m))
+    atomic_write_text(Path(path), buf.getvalue())
 
 
 def read_artifacts_csv(path: Path) -> list[dict]:
-    """Read ``artifacts.csv`` back (numbers as numbers, empty cells as None)."""
+    """Read ``artifacts.csv`` back (numbers as numbers, true/false as booleans, empty cells as None)."""
     rows = []
     with open(path, newline="", encoding="utf-8") as f:
         for r in csv.DictReader(f):
@@ -98,6 +88,8 @@ def read_artifacts_csv(path: Path) -> list[dict]:
             for k, v in r.items():
                 if v == "":
                     out[k] = None
+                elif v in ("true", "false"):
+                    out[k] = v == "true"
                 else:
                     try:
                         out[k] = int(v)

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from targets.errors import EdgebenchError
+from targets.fileio import atomic_output, atomic_write_text
 from targets.stored import stored_files
 
 OPSET = 17
@@ -168,13 +169,12 @@ def export_checked(model: nn.Module, input_shape: tuple[int, ...], path: Path, x
 def save_model(proto: onnx.ModelProto, path: Path) -> None:
     """Weights inside the file when they fit protobuf's 2 GB limit, else one external data file beside it."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    if proto.ByteSize() < _TWO_GB:
-        onnx.save_model(proto, str(tmp))
-    else:
-        onnx.save_model(proto, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=path.name + ".data")
-    tmp.replace(path)
+    with atomic_output(path) as tmp:
+        if proto.ByteSize() < _TWO_GB:
+            onnx.save_model(proto, str(tmp))
+        else:
+            onnx.save_model(proto, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
+                            location=path.name + ".data")
 
 
 NAMES_FILE = "names.json"
@@ -221,9 +221,7 @@ def compact_names(path: Path) -> dict:
     save_model(proto, path)
     onnx.checker.check_model(str(path))  # a name the rename missed leaves a dangling input (by path: > 2 GB ok)
     names = {"tensors": {v: k for k, v in tensors.items()}, "nodes": nodes}
-    tmp = path.with_name(NAMES_FILE + ".tmp")
-    tmp.write_text(json.dumps(names, indent=0) + "\n")
-    tmp.replace(path.with_name(NAMES_FILE))
+    atomic_write_text(path.with_name(NAMES_FILE), json.dumps(names, indent=0) + "\n")
     return {"compacted": True, "names_file": NAMES_FILE, "bytes_before": before, "bytes_after": path.stat().st_size}
 
 

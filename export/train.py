@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from export.data import Dataset
+from targets.fileio import atomic_output
 
 
 def set_threads() -> int:
@@ -192,7 +193,6 @@ def train_cached(model: nn.Module, model_spec: str, input_shape: tuple[int, ...]
     fit(model, data, recipe)
     record.update(cached=False, train_seconds=round(time.perf_counter() - t0, 3))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    torch.save(model.state_dict(), tmp)
-    tmp.replace(path)  # atomic: a concurrent run never reads half a file
+    with atomic_output(path) as tmp:  # a concurrent run never reads half a file
+        torch.save(model.state_dict(), tmp)
     return record

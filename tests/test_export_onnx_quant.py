@@ -217,7 +217,7 @@ def test_artifacts_csv_round_trip(tmp_path):
     assert text.splitlines()[0] == ",".join(mf.CSV_COLUMNS)
     back = mf.read_artifacts_csv(tmp_path / "a.csv")
     assert back[0]["params"] == 10 and back[0]["accuracy"] == 0.975 and back[0]["input_shape"] == "1x1x8x8"
-    assert back[0]["macs"] is None and back[0]["reused"] == 0
+    assert back[0]["macs"] is None and back[0]["reused"] is False  # one boolean convention: true/false
     assert back[1]["error"] == 'bad, "quoted"' and back[1]["quant_calibration"] == "minmax"
 
 
