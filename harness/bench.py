@@ -3,8 +3,10 @@
 Scheduling: every model gets `processes` fresh runner processes per target, in rounds; each round
 visits the models in a new random order, so drift in load or temperature during the run spreads over
 all models instead of favouring whichever ran last. Each finished process goes to the run folder's
-journal at once; a model's rows are written when its last process finishes. Several targets are
-measured in parallel (one thread each), never two measurements at once on one target.
+journal at once; a model's measurement is closed (and its rows written) when its last process finishes.
+What the journal already holds under a measurement's identity is reused: a closed ok measurement is
+skipped, an interrupted or failed one continues from its ok processes. Several targets are measured in
+parallel (one thread each), never two measurements at once on one target.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ from typing import Any
 
 from targets.errors import EdgebenchError, TargetError
 from export.int8 import target_accuracy_warning
+from harness.journal import Key
 from harness.measurement import Measurement, ProcessRun, RunSpec
 from harness.modelfile import check_model
 from harness.providers import fallback_warning
-from harness.results import ResultsWriter, SummaryRow, utc_now
+from harness.results import SummaryRow, utc_now
+from harness.runfolder import RunFolder
 from harness.stats import stability_warnings
 from targets.base import Target
 from targets.runner import PERMANENT_STATUSES
@@ -125,6 +129,7 @@ def load_items(paths: Sequence[Path]) -> list[BenchItem]:
 @dataclass
 class _Pending:
     item: BenchItem
+    key: Key
     runs: list[ProcessRun] = field(default_factory=list)
     done: bool = False
 
@@ -132,16 +137,23 @@ class _Pending:
 class Scheduler:
     """Runs items on one target in interleaved rounds and reports each measurement as it completes."""
 
-    def __init__(self, target: Target, spec: RunSpec, writer: ResultsWriter, run_id: str,
-                 progress: Progress, seed: int = 0, done: Callable[[Target, BenchItem], bool] | None = None,
-                 journal_runs: Callable[[Target, BenchItem], list[ProcessRun]] | None = None) -> None:
-        self.target, self.spec, self.writer, self.run_id = target, spec, writer, run_id
+    def __init__(self, target: Target, spec: RunSpec, folder: RunFolder, run_id: str,
+                 progress: Progress, seed: int = 0) -> None:
+        self.target, self.spec, self.folder, self.run_id = target, spec, folder, run_id
         self.progress = progress
         self.rng = random.Random(seed)
-        self.done = done or (lambda t, i: False)
-        self.journal_runs = journal_runs or (lambda t, i: [])
+        self.settings = spec.settings_key()
+        self.settings_hash = spec.settings_hash()
         self.error: str | None = None  # set when the target became unusable mid-run
         self._fingerprint: str | None = None
+
+    def key(self, item: BenchItem) -> Key:
+        """The identity of measuring `item` here with these settings."""
+        return self.folder.key(model=item.model, variant=item.variant, path=item.path, sha256=item.sha256,
+                               target=self.target.name, settings_hash=self.settings_hash)
+
+    def done(self, item: BenchItem) -> bool:
+        return item.ok and self.folder.state.done(self.key(item))
 
     def _target_flags(self) -> str:
         """How to name this target on a command line (with its interpreter when it is not the default)."""
@@ -168,7 +180,8 @@ class Scheduler:
         item = pending.item
         m = Measurement(
             run_id=self.run_id, target=self.target.name, model=item.model, variant=item.variant,
-            model_path=str(item.path), spec=self.spec, processes=tuple(sorted(pending.runs, key=lambda p: p.index)),
+            model_path=str(item.path), settings=self.settings,
+            processes=tuple(sorted(pending.runs, key=lambda p: p.index)),
             artifact_sha256=item.sha256, model_facts=item.facts, status=status, error=error,
             timestamp_utc=utc_now(),
         )
@@ -194,7 +207,7 @@ class Scheduler:
             same_data=self._data_fingerprint() == item.facts.get("test_data_fingerprint"))
         if accuracy_warning:
             warnings.append(accuracy_warning)
-        row = self.writer.add(m, warnings)
+        row = self.folder.close_measurement(pending.key, m, warnings)
         self.progress(f"{self.target.name}: {item.variant}: {_describe(row)}")
         for w in warnings:
             self.progress(f"  warning: {w}")
@@ -204,12 +217,13 @@ class Scheduler:
         rows: list[SummaryRow] = []
         pending: list[_Pending] = []
         for item in items:
+            key = self.key(item)
             if not item.ok:
-                rows.append(self._finish(_Pending(item), item.status, item.error))
-            elif self.done(self.target, item):
+                rows.append(self._finish(_Pending(item, key), item.status, item.error))
+            elif self.done(item):
                 self.progress(f"{self.target.name}: {item.variant}: already measured, skipped")
             else:
-                pending.append(_Pending(item, list(self.journal_runs(self.target, item))))
+                pending.append(_Pending(item, key, self.folder.state.finished_processes(key, self.spec.processes)))
         total = sum(self.spec.processes - len(p.runs) for p in pending)
         count = 0
         try:
@@ -220,7 +234,7 @@ class Scheduler:
                     count += 1
                     self.progress(f"{self.target.name}: [{count}/{total}] {p.item.variant} "
                                   f"process {index + 1}/{self.spec.processes}")
-                    run = self._measure_once(p.item, index)
+                    run = self._measure_once(p, index)
                     p.runs.append(run)
                     if not run.ok and run.status in PERMANENT_FAILURES:
                         rows.append(self._finish(p))
@@ -238,15 +252,10 @@ class Scheduler:
                 rows.append(self._finish(p))
         return rows
 
-    def _measure_once(self, item: BenchItem, index: int) -> ProcessRun:
-        runner_spec = self.spec.runner_spec(item.path, accuracy=(index == 0), seed_offset=index)
+    def _measure_once(self, pending: _Pending, index: int) -> ProcessRun:
+        runner_spec = self.spec.runner_spec(pending.item.path, accuracy=(index == 0), seed_offset=index)
         doc = self.target.run(runner_spec, timeout=self.spec.timeout_s)
-        run = ProcessRun.from_runner(index, doc)
-        self.writer.journal({
-            "run_id": self.run_id, "target": self.target.name, "variant": item.variant, "sha256": item.sha256,
-            "settings": self.spec.settings_key(), "process_index": index, "result": doc,
-        })
-        return run
+        return self.folder.record_process(pending.key, self.settings, self.run_id, index, doc)
 
 
 def _describe(row: SummaryRow) -> str:
@@ -263,11 +272,10 @@ class TargetOutcome:
     error: str | None = None
 
 
-def measure(items: Sequence[BenchItem], targets: Sequence[Target], spec: RunSpec, writer: ResultsWriter,
-            run_id: str, progress: Progress, seed: int = 0,
-            done: Callable[[Target, BenchItem], bool] | None = None,
-            journal_runs: Callable[[Target, BenchItem], list[ProcessRun]] | None = None) -> list[TargetOutcome]:
-    """Measure every item on every target (targets in parallel); a failing target does not stop the others."""
+def measure(items: Sequence[BenchItem], targets: Sequence[Target], spec: RunSpec, folder: RunFolder,
+            run_id: str, progress: Progress, seed: int = 0) -> list[TargetOutcome]:
+    """Measure every item on every target (targets in parallel); a failing target does not stop the others.
+    What `folder`'s journal already holds is reused (see Scheduler)."""
     lock = threading.Lock()
     # Set when the main thread is interrupted (Ctrl-C, SIGTERM): a target's thread stops at its next
     # progress line, before it starts another runner process, and closes its target on the way out.
@@ -281,13 +289,13 @@ def measure(items: Sequence[BenchItem], targets: Sequence[Target], spec: RunSpec
 
     def one(target: Target) -> TargetOutcome:
         outcome = TargetOutcome(target.name)
-        scheduler = Scheduler(target, spec, writer, run_id, say, seed, done, journal_runs)
+        scheduler = Scheduler(target, spec, folder, run_id, say, seed)
         try:
             target.open()
         except TargetError as exc:
             outcome.error = str(exc)
-            outcome.rows = [scheduler._finish(_Pending(item), "target_error", outcome.error)
-                            for item in items if not scheduler.done(target, item)]
+            outcome.rows = [scheduler._finish(_Pending(item, scheduler.key(item)), "target_error", outcome.error)
+                            for item in items if not scheduler.done(item)]
             return outcome
         try:
             outcome.rows = scheduler.run(items)

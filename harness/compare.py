@@ -28,7 +28,9 @@ from harness.compare_stats import DEFAULT_THRESHOLD, Comparison, compare_samples
 from harness.options import output_folder
 from targets.errors import EdgebenchError
 from harness.paired import PairedOptions, Progress, flat, measure_paired
-from harness.results import SAMPLES_CSV, SCHEMA_VERSION, atomic_write_text, new_run_id, read_csv_rows, read_journal
+from harness.journal import read_journal
+from harness.results import SAMPLES_CSV, SCHEMA_VERSION, new_run_id, read_csv_rows
+from targets.fileio import atomic_write_text, csv_cell
 from harness.stats import load_warning
 
 COMPARISON_CSV = "comparison.csv"
@@ -70,11 +72,12 @@ def is_results_dir(path: Path) -> bool:
         (path / f).exists() for f in (SAMPLES_CSV, "summary.csv", "pyperf.json", "machine.json"))
 
 
-GroupKey = tuple[str, str, str, str]  # target, variant, batch_size, threads
+# target, variant, batch_size, threads, model, settings_hash (the last two empty in files of edgebench 0.1)
+GroupKey = tuple[str, str, str, str, str, str]
 
 
 def load_groups(folder: Path) -> dict[GroupKey, list[list[float]]]:
-    """Per (target, variant, batch, threads): the latency calls (ms) of each process, from samples.csv."""
+    """Per measurement: the latency calls (ms) of each process, from samples.csv."""
     path = folder / SAMPLES_CSV
     if not path.is_file():
         raise EdgebenchError(f"{folder} has no {SAMPLES_CSV}: give a result folder written by `edgebench bench` "
@@ -82,9 +85,10 @@ def load_groups(folder: Path) -> dict[GroupKey, list[list[float]]]:
     groups: dict[GroupKey, dict[str, list[float]]] = {}
     try:
         for row in read_csv_rows(path):
-            key = (row["target"], row["variant"], row["batch_size"], row["threads"])
+            key = (row["target"], row["variant"], row["batch_size"], row["threads"], row.get("model") or "",
+                   row.get("settings_hash") or "")
             groups.setdefault(key, {}).setdefault(row["process_index"], []).append(float(row["latency_ms"]))
-    except (KeyError, ValueError) as exc:
+    except (KeyError, ValueError, TypeError) as exc:
         raise EdgebenchError(f"{path} is not a samples.csv of edgebench (bad or missing column: {exc})") from None
     if not groups:
         raise EdgebenchError(f"{path} holds no samples (did every measurement fail?)")
@@ -92,14 +96,25 @@ def load_groups(folder: Path) -> dict[GroupKey, list[list[float]]]:
 
 
 def pair_groups(a: dict[GroupKey, Any], b: dict[GroupKey, Any]) -> list[tuple[GroupKey, GroupKey]]:
-    """Matching measurements: the same key in both folders, else the one measurement of each."""
-    common = [k for k in a if k in b]
-    if common:
-        return [(k, k) for k in common]
+    """Matching measurements: the same measurement in both folders; else the same (target, variant, batch,
+    threads) where each folder has one such measurement (its settings may differ); else the one of each."""
+    for name_of in (lambda k: k, lambda k: k[:4]):
+        named_a, named_b = _by_name(a, name_of), _by_name(b, name_of)
+        pairs = [(ka, named_b[n]) for n, ka in named_a.items() if ka and named_b.get(n)]
+        if pairs:
+            return pairs
     if len(a) == 1 and len(b) == 1:
         return [(next(iter(a)), next(iter(b)))]
     raise EdgebenchError("the two result folders share no (target, variant, batch, threads) measurement; "
                          f"first has {sorted(k[1] for k in a)}, second {sorted(k[1] for k in b)}")
+
+
+def _by_name(groups: dict[GroupKey, Any], name_of: Any) -> dict[Any, GroupKey | None]:
+    """Keys by a name; None where two measurements share the name (ambiguous: not paired by it)."""
+    out: dict[Any, GroupKey | None] = {}
+    for k in groups:
+        out[name_of(k)] = None if name_of(k) in out else k
+    return out
 
 
 @dataclass
@@ -114,7 +129,9 @@ class StoredFacts:
 def stored_facts(folder: Path) -> dict[tuple[str, str], StoredFacts]:
     """Per (target, variant), from processes.jsonl: the input shapes fed and the load seen (empty without it)."""
     facts: dict[tuple[str, str], StoredFacts] = {}
-    for rec in read_journal(folder):
+    for rec in read_journal(folder).records:
+        if rec.get("kind", "process") != "process":
+            continue
         result = rec.get("result") or {}
         if result.get("status") != "ok":
             continue
@@ -189,8 +206,7 @@ def write_comparison_csv(path: Path, rows: Sequence[ComparisonRow]) -> None:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(COMPARISON_COLUMNS)
     for r in rows:
-        values = [getattr(r, col) for col in COMPARISON_COLUMNS]
-        writer.writerow(["" if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in values])
+        writer.writerow([csv_cell(getattr(r, col)) for col in COMPARISON_COLUMNS])
     atomic_write_text(path, buf.getvalue())
 
 

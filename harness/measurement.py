@@ -151,6 +151,17 @@ class ProcessRun:
             placement=doc.get("placement"),
         )
 
+    def to_doc(self) -> dict[str, Any]:
+        """The runner document this process was read from (from_runner's inverse: samples back in whole ns)."""
+        ns = lambda values: [round(v * 1e6) for v in values]  # noqa: E731
+        doc = {"status": self.status, "error": self.error, "latencies_ns": ns(self.latencies_ms),
+               "warmup_ns": ns(self.warmup_ms), "init_ms": self.init_ms, "first_inference_ms": self.first_inference_ms,
+               "throughput_ips": self.throughput_ips, "rss_before_session_mb": self.rss_before_session_mb,
+               "rss_after_session_mb": self.session_rss_mb, "peak_rss_mb": self.peak_rss_mb,
+               "telemetry_start": self.telemetry_start, "telemetry_end": self.telemetry_end, "machine": self.machine,
+               "accuracy": self.accuracy, "batch_size": self.batch_size, "inputs": list(self.inputs)}
+        return {k: v for k, v in doc.items() if v not in (None, [], {})}
+
     @property
     def ok(self) -> bool:
         return self.status == "ok"
@@ -170,7 +181,7 @@ class Measurement:
     model: str
     variant: str
     model_path: str
-    spec: RunSpec
+    settings: dict[str, Any]  # RunSpec.settings_key(): what was asked (threads, batch, ...)
     processes: tuple[ProcessRun, ...]
     artifact_sha256: str = ""
     model_facts: dict[str, Any] = field(default_factory=dict)
@@ -190,9 +201,22 @@ class Measurement:
         return {}
 
     @property
+    def threads(self) -> int | None:
+        return self.settings.get("threads")
+
+    @property
+    def requested_batch(self) -> int:
+        """The --batch asked for (see batch_size for what was measured)."""
+        return int(self.settings.get("batch_size") or 1)
+
+    @property
+    def settings_hash(self) -> str:
+        return settings_hash(self.settings)
+
+    @property
     def batch_size(self) -> int:
         """Items per call as measured: the runner's count, not the --batch asked (a --shape can fix it)."""
-        return next((p.batch_size for p in self.ok_processes if p.batch_size), self.spec.batch_size)
+        return next((p.batch_size for p in self.ok_processes if p.batch_size), self.requested_batch)
 
     @property
     def inputs_fed(self) -> str:

@@ -17,7 +17,8 @@ import pandas as pd
 from export.methods import METHODS
 from harness.console import format_number
 from targets.errors import EdgebenchError
-from harness.results import SAMPLES_CSV, SUMMARY_CSV, atomic_write_text, read_csv_rows
+from harness.results import SAMPLES_CSV, SUMMARY_CSV, read_csv_rows
+from targets.fileio import atomic_write_text
 
 REPORT_MD = "report.md"
 BASELINE = "fp32"

@@ -1,40 +1,32 @@
-"""Result files of a run: summary.csv, samples.csv, machine.json, pyperf.json (and a resume journal).
+"""The rows of a run's result files: summary.csv and samples.csv, derived from raw samples.
 
-Column sets are defined once, by the dataclasses below; the writers and readers take them from there
-so the CSV header cannot drift from the code. Every write is durable as soon as it returns: appended
-rows are flushed and fsynced, rewritten files are replaced atomically.
+Column sets are defined once, by the dataclasses below; the exporters (harness/exporters.py) and the
+readers take them from there so a CSV header cannot drift from the code.
 
-Format history (schema_version):
-  1 - first version (edgebench 0.1).
+Format history (schema_version of summary.csv, samples.csv, machine.json):
+  1 - first version (edgebench 0.1). Columns added since keep version 1 (readers go by column name):
+      samples.csv `model` and `settings_hash` (which measurement a sample belongs to, since two models
+      may share a variant name and one model may be measured under several settings).
 """
 
 from __future__ import annotations
 
 import csv
-import dataclasses
-import io
-import json
 import math
 import os
-import tempfile
-import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
-from targets.errors import EdgebenchError
 from targets.cpu import features_text
+from targets.errors import EdgebenchError
 from harness.measurement import Measurement
 
 SCHEMA_VERSION = 1
 
 SUMMARY_CSV = "summary.csv"
 SAMPLES_CSV = "samples.csv"
-MACHINE_JSON = "machine.json"
-PYPERF_JSON = "pyperf.json"
-JOURNAL = "processes.jsonl"
 
 
 @dataclass(frozen=True)
@@ -121,6 +113,9 @@ class SampleRow:
     process_index: int
     iteration: int
     latency_ms: float
+    # beyond the contract: which measurement (a variant name alone is not unique in a folder)
+    model: str = ""
+    settings_hash: str = ""
 
 
 SUMMARY_COLUMNS = tuple(f.name for f in fields(SummaryRow))
@@ -178,7 +173,7 @@ def summary_row(m: Measurement, warnings: Iterable[str] = ()) -> SummaryRow:
         variant=m.variant,
         artifact_sha256=m.artifact_sha256,
         batch_size=m.batch_size,
-        threads=m.spec.threads,
+        threads=m.threads,
         n_processes=len(ok),
         n_samples=s.n if s else 0,
         latency_ms_median=_round(s.median) if s else None,
@@ -216,7 +211,7 @@ def summary_row(m: Measurement, warnings: Iterable[str] = ()) -> SummaryRow:
         n_outliers=s.outliers if s else None,
         process_median_spread=_round(s.group_spread, 4) if s else None,
         model_path=m.model_path,
-        settings_hash=m.spec.settings_hash(),
+        settings_hash=m.settings_hash,
         warnings=" | ".join(warnings),
         int8_form=facts.get("int8_form"),
         build_accuracy=_round(facts.get("accuracy")),
@@ -231,77 +226,29 @@ def summary_row(m: Measurement, warnings: Iterable[str] = ()) -> SummaryRow:
 
 def sample_rows(m: Measurement) -> Iterator[tuple]:
     """samples.csv rows as tuples in SAMPLE_COLUMNS order (one per timed call: no per-row objects)."""
+    tail = (m.model, m.settings_hash)
     for p in m.ok_processes:
-        head = (SCHEMA_VERSION, m.run_id, m.target, m.variant, m.batch_size, m.spec.threads, p.index)
+        head = (SCHEMA_VERSION, m.run_id, m.target, m.variant, m.batch_size, m.threads, p.index)
         for i, value in enumerate(p.latencies_ms):
-            yield head + (i, round(value, 6))
+            yield head + (i, round(value, 6)) + tail
 
 
-# ---------------------------------------------------------------- durable file writes
-
-
-def _cell(value: Any) -> Any:
-    """Spreadsheet rules: empty cell for "not measured", plain numbers, no Python reprs."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and math.isnan(value):
-        return ""
-    return value
-
-
-def _fsync_append(path: Path, text: str) -> None:
-    with open(path, "a", encoding="utf-8", newline="") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a whole file so a reader (or a crash) sees the old version or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def append_csv(path: Path, columns: tuple[str, ...], rows: Iterable[Any]) -> None:
-    """Append rows (dataclasses, or tuples in column order); header first when the file is new.
-
-    A file with another header is refused rather than appended to (it belongs to another schema).
-    """
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    if not path.exists() or path.stat().st_size == 0:
-        writer.writerow(columns)
-    else:
-        with open(path, encoding="utf-8", newline="") as f:
-            header = tuple(next(csv.reader(f), ()))
-        if header != columns:
-            raise EdgebenchError(
-                f"{path} has other columns than this edgebench writes (an older or newer schema); "
-                "write to a new folder with --out"
-            )
-    for row in rows:
-        values = [getattr(row, c) for c in columns] if dataclasses.is_dataclass(row) else row
-        writer.writerow([_cell(v) for v in values])
-    _fsync_append(path, buf.getvalue())
+# ---------------------------------------------------------------- reading
 
 
 def read_csv_rows(path: Path) -> list[dict[str, str]]:
     """Rows as dicts of strings; checks the schema version so a newer file is refused, not misread."""
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f))
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise EdgebenchError(f"cannot read {path}: {exc}; give a file written by edgebench") from None
     for row in rows[:1]:
-        version = int(row.get("schema_version") or 0)
+        try:
+            version = int(row.get("schema_version") or 0)
+        except ValueError:
+            raise EdgebenchError(f"{path} is not a result file of edgebench (schema_version "
+                                 f"{row.get('schema_version')!r})") from None
         if version > SCHEMA_VERSION:
             raise EdgebenchError(
                 f"{path} has schema_version {version}, newer than this edgebench reads ({SCHEMA_VERSION}); "
@@ -310,115 +257,13 @@ def read_csv_rows(path: Path) -> list[dict[str, str]]:
     return rows
 
 
-def read_journal(folder: Path) -> Iterator[dict[str, Any]]:
-    """The records of a run folder's processes.jsonl (none when it has none), in the order written."""
-    path = Path(folder) / JOURNAL
-    if not path.exists():
-        return
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            yield json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by a crash: that process simply counts as not measured
-
-
-# ---------------------------------------------------------------- pyperf
-
-
-def pyperf_suite(measurements: Iterable[Measurement]) -> Any:
-    """The latency samples as a pyperf BenchmarkSuite (one benchmark per variant and target).
-
-    Each runner process becomes one pyperf Run, so `python -m pyperf stats` sees the process
-    structure the same way it sees pyperf's own worker processes.
-    """
-    import pyperf
-
-    benchmarks = []
-    for m in measurements:
-        runs = []
-        for p in m.ok_processes:
-            metadata = {"name": pyperf_name(m), "unit": "second", "loops": 1}
-            warmups = [(1, v / 1e3) for v in p.warmup_ms if v > 0] or None
-            values = [v / 1e3 for v in p.latencies_ms if v > 0]
-            if values:
-                runs.append(pyperf.Run(values, warmups=warmups, metadata=metadata, collect_metadata=False))
-        if runs:
-            bench = pyperf.Benchmark(runs)
-            metadata = {"description": f"{m.model} {m.variant} on {m.target}",
-                        "hostname": m.machine.get("hostname"), "cpu_model_name": m.machine.get("cpu_model")}
-            bench.update_metadata({k: str(v) for k, v in metadata.items() if v})  # pyperf refuses empty values
-            benchmarks.append(bench)
-    return pyperf.BenchmarkSuite(benchmarks) if benchmarks else None
-
-
 def pyperf_name(m: Measurement) -> str:
+    """The benchmark's name in pyperf.json: the variant, and the target, batch and threads when not default."""
     parts = [m.variant]
     if m.target != "local":
         parts.append(f"@{m.target}")
     if m.batch_size != 1:
         parts.append(f"b{m.batch_size}")
-    if m.spec.threads:
-        parts.append(f"t{m.spec.threads}")
+    if m.threads:
+        parts.append(f"t{m.threads}")
     return " ".join(parts)
-
-
-def write_pyperf(path: Path, measurements: Iterable[Measurement], previous: Iterable[Any] = ()) -> None:
-    """Rewrite pyperf.json; benchmarks of an earlier (resumed) invocation are kept unless re-measured."""
-    import pyperf
-
-    suite = pyperf_suite(measurements)
-    names = set(suite.get_benchmark_names()) if suite else set()
-    kept = [b for b in previous if b.get_name() not in names]
-    if suite is None and not kept:
-        return
-    if suite is None:
-        suite = pyperf.BenchmarkSuite(kept)
-    else:
-        for bench in kept:
-            suite.add_benchmark(bench)
-    buf = io.StringIO()
-    suite.dump(buf, compact=True)
-    atomic_write_text(path, buf.getvalue())
-
-
-# ---------------------------------------------------------------- the writer of one run folder
-
-
-class ResultsWriter:
-    """Writes a run folder as measurements complete. Thread-safe: several targets report at once."""
-
-    def __init__(self, out_dir: Path) -> None:
-        self.out_dir = Path(out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._measurements: list[Measurement] = []
-        self._machines: dict[str, Any] = {}
-        machine_path = self.out_dir / MACHINE_JSON
-        if machine_path.exists():
-            self._machines = json.loads(machine_path.read_text(encoding="utf-8")).get("targets", {})
-        self._previous_pyperf: list[Any] = []
-        pyperf_path = self.out_dir / PYPERF_JSON
-        if pyperf_path.exists():
-            import pyperf
-
-            self._previous_pyperf = list(pyperf.BenchmarkSuite.load(str(pyperf_path)))
-
-    def journal(self, record: dict[str, Any]) -> None:
-        """Keep one finished runner process, so an interrupted run loses nothing it measured."""
-        with self._lock:
-            _fsync_append(self.out_dir / JOURNAL, json.dumps(record) + "\n")
-
-    def add(self, m: Measurement, warnings: Iterable[str] = ()) -> SummaryRow:
-        row = summary_row(m, warnings)
-        with self._lock:
-            append_csv(self.out_dir / SAMPLES_CSV, SAMPLE_COLUMNS, sample_rows(m))
-            append_csv(self.out_dir / SUMMARY_CSV, SUMMARY_COLUMNS, [row])
-            if m.machine:
-                self._machines[m.target] = {**m.machine, "target": m.target}
-                atomic_write_text(
-                    self.out_dir / MACHINE_JSON,
-                    json.dumps({"schema_version": SCHEMA_VERSION, "targets": self._machines}, indent=2) + "\n",
-                )
-            self._measurements.append(m)
-            write_pyperf(self.out_dir / PYPERF_JSON, self._measurements, self._previous_pyperf)
-        return row

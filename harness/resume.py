@@ -1,77 +1,97 @@
-"""Resuming a run folder: what is already measured, which finished processes can be reused, and
-which failed rows must be redone (removed first, so a rerun never leaves duplicate rows)."""
+"""What a run folder's journal says: the measurements closed (one per identity, the last close wins) and
+the finished processes an interrupted measurement can reuse. A pure fold over journal records, applied
+once when a folder is opened and then one record at a time as they are appended."""
 
 from __future__ import annotations
 
-import csv
-import io
-from pathlib import Path
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
-from harness.bench import BenchItem
-from harness.measurement import ProcessRun, RunSpec, settings_hash
-from harness.results import (SAMPLE_COLUMNS, SAMPLES_CSV, SUMMARY_COLUMNS, SUMMARY_CSV, atomic_write_text,
-                             read_csv_rows, read_journal)
-from targets.base import Target
+from harness.journal import MEASUREMENT, PROCESS, Key
+from harness.measurement import Measurement, ProcessRun
+from harness.results import SummaryRow, summary_row
+
+
+@dataclass(frozen=True, eq=False)
+class Closed:
+    """One closed measurement as the journal has it; `seq` (its close line's position) names this version."""
+
+    seq: int
+    key: Key
+    measurement: Measurement
+    warnings: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        """Its row says ok: the measurement closed ok and none of its processes failed."""
+        m = self.measurement
+        return m.status == "ok" and all(p.ok for p in m.processes)
+
+    @cached_property
+    def row(self) -> SummaryRow:
+        """Its summary.csv row (derived once: the bootstrap interval is the costly part)."""
+        return summary_row(self.measurement, self.warnings)
 
 
 class RunState:
-    """What an earlier invocation left in a run folder."""
+    """The fold of a journal: closed measurements and reusable processes, by identity."""
 
-    def __init__(self, out_dir: Path) -> None:
-        self.out_dir = Path(out_dir)
-        path = self.out_dir / SUMMARY_CSV
-        self.rows = read_csv_rows(path) if path.exists() else []
-        self._journal: dict[tuple[str, str, str], dict[int, ProcessRun]] = {}
-        for rec in read_journal(self.out_dir):  # a line cut short by a crash is simply measured again
-            if rec.get("result", {}).get("status") != "ok":
-                continue
-            key = (rec["target"], rec["sha256"], settings_hash(rec["settings"]))
-            index = int(rec["process_index"])
-            self._journal.setdefault(key, {})[index] = ProcessRun.from_runner(index, rec["result"])
+    def __init__(self, records: list[dict[str, Any]] = ()) -> None:
+        self._processes: dict[Key, dict[int, dict[str, Any]]] = {}
+        self._closed: dict[Key, Closed] = {}
+        self._seq = 0
+        for record in records:
+            self.apply(record)
 
-    def drop_failed(self) -> int:
-        """Remove failed rows (and any samples of them) so they are measured again; returns how many."""
-        failed = [r for r in self.rows if r.get("status") != "ok"]
-        if not failed:
-            return 0
-        keys = {_row_key(r) for r in failed}
-        self.rows = [r for r in self.rows if r.get("status") == "ok"]
-        _rewrite(self.out_dir / SUMMARY_CSV, SUMMARY_COLUMNS, self.rows)
-        samples = self.out_dir / SAMPLES_CSV
-        if samples.exists():
-            kept = [r for r in read_csv_rows(samples) if _row_key(r) not in keys]
-            _rewrite(samples, SAMPLE_COLUMNS, kept)
-        return len(failed)
+    def apply(self, record: dict[str, Any]) -> Closed | None:
+        """Take one journal record into account; returns the measurement it closes, if it closes one."""
+        self._seq += 1
+        kind = record.get("kind")
+        key = Key.from_record(record)
+        if kind == PROCESS:
+            index = int(record["process_index"])
+            runs = self._processes.setdefault(key, {})
+            earlier = runs.get(index)
+            # an ok process is reused, never run again; a failed one is replaced by its rerun
+            if earlier is None or earlier["result"].get("status") != "ok" or record["result"].get("status") == "ok":
+                runs[index] = record
+            return None
+        if kind != MEASUREMENT:
+            return None
+        runs = self._processes.get(key, {})
+        processes = tuple(ProcessRun.from_runner(i, runs[i]["result"]) for i in record.get("processes") or ()
+                          if i in runs)
+        m = Measurement(
+            run_id=str(record.get("run_id") or ""), target=key.target, model=key.model, variant=key.variant,
+            model_path=str(record.get("model_path") or key.path), settings=dict(record.get("settings") or {}),
+            processes=processes, artifact_sha256=key.sha256, model_facts=dict(record.get("facts") or {}),
+            status=str(record.get("status") or "ok"), error=record.get("error"),
+            timestamp_utc=str(record.get("time_utc") or ""),
+        )
+        closed = Closed(self._seq, key, m, tuple(record.get("warnings") or ()))
+        self._closed[key] = closed
+        return closed
 
-    def done(self, spec: RunSpec):
-        """A predicate for the scheduler: is this item already measured with these settings?"""
-        finished = {(r["target"], r["artifact_sha256"], r["settings_hash"]) for r in self.rows
-                    if r.get("status") == "ok"}
-        settings = spec.settings_hash()
+    def closed(self) -> list[Closed]:
+        """Every closed measurement's latest version, in the order they were closed, except failures that
+        were tried again: a failed measurement is hidden once the same model file on the same target closed
+        again later, under any settings or content (the flags or the file were fixed; the journal keeps it)."""
+        latest = sorted(self._closed.values(), key=lambda c: c.seq)
+        last_try = {c.key.slot: c.seq for c in latest}
+        return [c for c in latest if c.ok or last_try[c.key.slot] == c.seq]
 
-        def is_done(target: Target, item: BenchItem) -> bool:
-            return bool(item.sha256) and (target.name, item.sha256, settings) in finished
+    def done(self, key: Key) -> bool:
+        """Measured and ok under this identity: nothing to do."""
+        closed = self._closed.get(key)
+        return closed is not None and closed.ok
 
-        return is_done
+    def finished_processes(self, key: Key, processes: int) -> list[ProcessRun]:
+        """The ok processes journaled under this identity (an interrupted or failed measurement reuses them)."""
+        runs = self._processes.get(key, {})
+        return [ProcessRun.from_runner(i, rec["result"]) for i, rec in sorted(runs.items())
+                if i < processes and rec["result"].get("status") == "ok"]
 
-    def journal_runs(self, spec: RunSpec):
-        """A lookup for the scheduler: finished processes of an interrupted measurement."""
-        settings = spec.settings_hash()
-
-        def runs(target: Target, item: BenchItem) -> list[ProcessRun]:
-            found = self._journal.get((target.name, item.sha256, settings), {})
-            return [run for index, run in sorted(found.items()) if index < spec.processes]
-
-        return runs
-
-
-def _row_key(row: dict[str, str]) -> tuple[str, str, str, str]:
-    return (row.get("target", ""), row.get("variant", ""), row.get("batch_size", ""), row.get("threads", ""))
-
-
-def _rewrite(path: Path, columns: tuple[str, ...], rows: list[dict[str, str]]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buf.getvalue())
+    def failed(self) -> list[Closed]:
+        """Closed measurements whose latest version failed (a rerun that asks for them redoes them)."""
+        return [c for c in self.closed() if not c.ok]

@@ -20,8 +20,8 @@ from harness.console import Progress, format_summary
 from targets.errors import EdgebenchError, TargetError
 from harness.experiment import DEFAULT_TOML, Experiment, load_experiment
 from harness.report import write_report
-from harness.results import ResultsWriter, new_run_id, read_csv_rows
-from harness.resume import RunState
+from harness.results import new_run_id, read_csv_rows
+from harness.runfolder import RunFolder
 
 # --quick: a smoke run (CI, trying an experiment file); the numbers are rough and say so in the report.
 QUICK_MEASURE = {"processes": 2, "min_time_s": 0.2, "min_iterations": 10}
@@ -144,20 +144,18 @@ def run(args: argparse.Namespace) -> int:
     models = _prepare(experiment, progress)
     _check_targets(targets, progress)
 
-    state = RunState(out)
-    redo = state.drop_failed()
-    if redo:
-        progress(f"resuming: {redo} failed measurement(s) will be redone")
-    writer = ResultsWriter(out)
-    run_id = new_run_id()
-    target_errors: dict[str, str] = {}
-    for model in models:
-        items, test_data = _build(model, experiment, out, targets, progress)
-        for spec in experiment.run_specs(data=test_data):
-            outcomes = measure(items, targets, spec, writer, run_id, progress, seed=spec.seed,
-                               done=state.done(spec), journal_runs=state.journal_runs(spec))
-            target_errors.update({o.target: o.error for o in outcomes if o.error})
-    report = write_report(out)
+    with RunFolder(out, progress) as folder:  # one command per folder; a rerun resumes from its journal
+        redo = len(folder.state.failed())
+        if redo:
+            progress(f"resuming: {redo} failed measurement(s) will be redone")
+        run_id = new_run_id()
+        target_errors: dict[str, str] = {}
+        for model in models:
+            items, test_data = _build(model, experiment, out, targets, progress)
+            for spec in experiment.run_specs(data=test_data):
+                outcomes = measure(items, targets, spec, folder, run_id, progress, seed=spec.seed)
+                target_errors.update({o.target: o.error for o in outcomes if o.error})
+        report = write_report(out)
     rows = read_csv_rows(out / "summary.csv")
     print("\n".join(format_summary(rows)))
     print(f"results: {out}/summary.csv\nreport:  {report}")

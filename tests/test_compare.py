@@ -12,7 +12,7 @@ import pytest
 
 from harness.cli import main
 from harness.compare import COMPARISON_COLUMNS, pyperf_filename
-from harness.results import SAMPLE_COLUMNS, SCHEMA_VERSION, append_csv
+from harness.results import SAMPLE_COLUMNS, SCHEMA_VERSION
 from tests import onnx_models
 
 CONTRACT = ["baseline", "candidate", "target", "ratio_median", "ratio_ci95_low", "ratio_ci95_high", "p_value",
@@ -63,11 +63,13 @@ def test_three_models_against_a_chosen_baseline(tmp_path, capsys):
 
 
 def write_results(folder: Path, variant: str, medians: list[float], seed: int) -> Path:
+    """A samples.csv as edgebench 0.1 wrote it (the CONTRACT's columns only): old folders keep loading."""
     rng = np.random.default_rng(seed)
     rows = [(SCHEMA_VERSION, "run", "local", variant, 1, "", p, i, round(m * rng.lognormal(0, 0.03), 6))
             for p, m in enumerate(medians) for i in range(50)]
     folder.mkdir()
-    append_csv(folder / "samples.csv", SAMPLE_COLUMNS, rows)
+    with open(folder / "samples.csv", "w", newline="", encoding="utf-8") as f:
+        csv.writer(f, lineterminator="\n").writerows([SAMPLE_COLUMNS[:9], *rows])
     return folder
 
 

@@ -10,7 +10,9 @@ import pytest
 from targets.errors import EdgebenchError
 from harness.measurement import Measurement, ProcessRun, RunSpec
 from harness.report import describe_variant, pareto_front, write_report
-from harness.results import ResultsWriter
+from harness.runfolder import RunFolder
+
+SETTINGS = RunSpec().settings_key()
 
 
 @dataclass
@@ -27,7 +29,11 @@ def median_ratio(base, cand):
 
 
 def fill(out, variants):
-    writer = ResultsWriter(out)
+    with RunFolder(out) as folder:
+        _fill(folder, variants)
+
+
+def _fill(writer, variants):
     rng = np.random.default_rng(0)
     for name, (median, size, acc) in variants.items():
         runs = tuple(ProcessRun.from_runner(i, {
@@ -36,7 +42,7 @@ def fill(out, variants):
             "telemetry_start": {"load_avg_1m": 0.2}, "accuracy": {"n": 100, "confusion": [[acc, 50 - acc],
                                                                                        [0, 50]]}})
                      for i in range(3))
-        writer.add(Measurement("r1", "local", "net", name, "p", RunSpec(), runs, "sha",
+        writer.add(Measurement("r1", "local", "net", name, f"{name}.onnx", SETTINGS, runs, "sha",
                                {"model_bytes": size, "model_zip_bytes": size // 2}))
 
 
@@ -68,8 +74,9 @@ def test_report_says_what_is_faster_and_what_is_not(tmp_path):
 
 def test_failed_rows_are_reported_not_hidden(tmp_path):
     fill(tmp_path, {"fp32": (2.0, 4000, 50)})
-    ResultsWriter(tmp_path).add(Measurement("r1", "local", "net", "cluster:4", "p", RunSpec(), (),
-                                            status="export_failed", error="parity 0.3 > 1e-3"))
+    with RunFolder(tmp_path) as folder:
+        folder.add(Measurement("r1", "local", "net", "cluster:4", "p", SETTINGS, (), status="export_failed",
+                               error="parity 0.3 > 1e-3"))
     text = write_report(tmp_path, median_ratio).read_text()
     assert "not measured — export_failed: parity 0.3 > 1e-3" in text
 

@@ -1,4 +1,4 @@
-"""Result files: columns from the dataclasses, spreadsheet rules, durable appends, pyperf round trip."""
+"""Result files: columns from the dataclasses, spreadsheet rules, files derived from the journal, pyperf."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ import pytest
 
 from targets.errors import EdgebenchError
 from harness.measurement import Measurement, ProcessRun, RunSpec
-from harness.results import (SAMPLE_COLUMNS, SUMMARY_COLUMNS, ResultsWriter, append_csv, read_csv_rows,
-                             summary_row)
+from harness.results import SAMPLE_COLUMNS, SUMMARY_COLUMNS, read_csv_rows, summary_row
+from harness.runfolder import RunFolder
+
+SETTINGS = RunSpec().settings_key()
 
 CONTRACT_SUMMARY = """schema_version, run_id, timestamp_utc, target, hostname, arch, cpu_model, onnxruntime_version, model,
 variant, artifact_sha256, batch_size, threads, n_processes, n_samples, latency_ms_median, latency_ms_p90,
@@ -44,14 +46,20 @@ def fake_doc(median_ms: float, n: int = 50, throttled_now: bool = False) -> dict
 
 def measurement(variant="v", median_ms=1.0, processes=3, **kw) -> Measurement:
     runs = tuple(ProcessRun.from_runner(i, fake_doc(median_ms + 0.001 * i, **kw)) for i in range(processes))
-    return Measurement("run1", "local", "m", variant, "/x/model.onnx", RunSpec(), runs, "abc",
+    return Measurement("run1", "local", "m", variant, f"/x/{variant}.onnx", SETTINGS, runs, "abc",
                        {"model_bytes": 1234, "params": 10})
+
+
+def write(folder, *measurements) -> None:
+    with RunFolder(folder) as f:
+        for m in measurements:
+            f.add(m)
 
 
 def test_columns_include_the_contract_in_order():
     contract = names(CONTRACT_SUMMARY)
     assert list(SUMMARY_COLUMNS[:len(contract)]) == contract
-    assert list(SAMPLE_COLUMNS) == ["schema_version"] + names(CONTRACT_SAMPLES)
+    assert list(SAMPLE_COLUMNS[:9]) == ["schema_version"] + names(CONTRACT_SAMPLES)
 
 
 def test_summary_row_is_derived_from_raw_samples():
@@ -70,18 +78,15 @@ def test_throttling_during_a_measurement_is_flagged():
 def test_a_failed_process_marks_the_row_but_keeps_the_others():
     runs = (ProcessRun.from_runner(0, fake_doc(1.0)), ProcessRun.from_runner(1, {"status": "timeout",
                                                                                "error": "took too long"}))
-    m = Measurement("r", "local", "m", "v", "p", RunSpec(), runs)
+    m = Measurement("r", "local", "m", "v", "p", SETTINGS, runs)
     row = summary_row(m)
     assert row.status == "timeout" and row.error == "took too long" and row.n_processes == 1
     assert row.latency_ms_median is not None
 
 
 def test_csv_files_follow_the_spreadsheet_rules_and_round_trip(tmp_path):
-    writer = ResultsWriter(tmp_path)
-    writer.add(measurement("a", 1.0))
-    writer.add(measurement("b", 2.0))
-    failed = Measurement("run1", "local", "m", "c", "p", RunSpec(), (), status="bad_model", error="not, ONNX")
-    writer.add(failed)
+    failed = Measurement("run1", "local", "m", "c", "p", SETTINGS, (), status="bad_model", error="not, ONNX")
+    write(tmp_path, measurement("a", 1.0), measurement("b", 2.0), failed)
     raw = (tmp_path / "summary.csv").read_bytes()
     raw.decode("utf-8")
     assert b"\r\n" not in raw and b"%" not in raw
@@ -93,15 +98,15 @@ def test_csv_files_follow_the_spreadsheet_rules_and_round_trip(tmp_path):
     assert pd.isna(df.loc[2, "latency_ms_median"]) and df.loc[2, "error"] == "not, ONNX"
     assert pd.Timestamp(df.loc[0, "timestamp_utc"]).tz is not None
     samples = pd.read_csv(tmp_path / "samples.csv")
-    assert len(samples) == 300 and set(samples["variant"]) == {"a", "b"}
+    assert len(samples) == 300 and set(samples["variant"]) == {"a", "b"} and set(samples["model"]) == {"m"}
     assert samples.groupby("variant")["latency_ms"].median()["b"] == pytest.approx(2.001, abs=0.002)
     machine = json.loads((tmp_path / "machine.json").read_text())
     assert machine["schema_version"] == 1 and machine["targets"]["local"]["arch"] == "x86_64"
 
 
 def test_pyperf_reads_the_suite_and_compare_to_works(tmp_path):
-    ResultsWriter(tmp_path / "a").add(measurement("v", 1.0))
-    ResultsWriter(tmp_path / "b").add(measurement("v", 1.5))
+    write(tmp_path / "a", measurement("v", 1.0))
+    write(tmp_path / "b", measurement("v", 1.5))
     suite = pyperf.BenchmarkSuite.load(str(tmp_path / "a" / "pyperf.json"))
     bench = suite.get_benchmark("v")
     assert bench.get_nrun() == 3 and bench.median() == pytest.approx(1.001e-3, rel=0.01)
@@ -113,19 +118,20 @@ def test_pyperf_reads_the_suite_and_compare_to_works(tmp_path):
     assert cmp.returncode == 0 and "slower" in cmp.stdout
 
 
-def test_a_resumed_writer_keeps_earlier_pyperf_benchmarks(tmp_path):
-    ResultsWriter(tmp_path).add(measurement("a", 1.0))
-    ResultsWriter(tmp_path).add(measurement("b", 2.0))
+def test_a_resumed_folder_keeps_earlier_measurements_in_every_file(tmp_path):
+    write(tmp_path, measurement("a", 1.0))
+    write(tmp_path, measurement("b", 2.0))
     suite = pyperf.BenchmarkSuite.load(str(tmp_path / "pyperf.json"))
     assert sorted(suite.get_benchmark_names()) == ["a", "b"]
-    assert len(pd.read_csv(tmp_path / "summary.csv")) == 2
+    assert len(pd.read_csv(tmp_path / "summary.csv")) == 2 and len(pd.read_csv(tmp_path / "samples.csv")) == 300
 
 
-def test_appending_to_a_file_of_another_schema_is_refused(tmp_path):
-    path = tmp_path / "summary.csv"
-    path.write_text("schema_version,something_else\n1,2\n")
-    with pytest.raises(EdgebenchError, match="--out"):
-        append_csv(path, SUMMARY_COLUMNS, [])
+def test_two_models_of_one_variant_name_stay_apart_in_pyperf(tmp_path):
+    other = Measurement("run1", "local", "other", "v", "/y/v.onnx", SETTINGS, measurement("v", 2.0).processes, "abc")
+    write(tmp_path, measurement("v", 1.0), other)
+    suite = pyperf.BenchmarkSuite.load(str(tmp_path / "pyperf.json"))
+    assert sorted(suite.get_benchmark_names()) == ["m v", "other v"]
+    assert [b.get_nrun() for b in suite] == [3, 3]
 
 
 def test_a_newer_schema_is_refused_when_read(tmp_path):
@@ -137,15 +143,15 @@ def test_a_newer_schema_is_refused_when_read(tmp_path):
 
 
 def test_a_crash_mid_write_leaves_the_old_file(tmp_path, monkeypatch):
-    from harness import results
+    from targets import fileio
 
     target = tmp_path / "machine.json"
     target.write_text("old")
 
     def boom(*a, **k):
-        raise OSError("disk full")
+        raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(results.os, "replace", boom)
-    with pytest.raises(OSError):
-        results.atomic_write_text(target, "new")
+    monkeypatch.setattr(fileio.os, "replace", boom)
+    with pytest.raises(EdgebenchError, match=f"cannot write {target}: No space left on device; free some space"):
+        fileio.atomic_write_text(target, "new")
     assert target.read_text() == "old" and list(tmp_path.iterdir()) == [target]

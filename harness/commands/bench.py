@@ -22,8 +22,8 @@ def run(args: argparse.Namespace) -> int:
     from harness.bench import load_items, measure
     from harness.console import Progress, format_summary
     from harness.inputs import check_data
-    from harness.results import ResultsWriter, new_run_id
-    from harness.resume import RunState
+    from harness.results import new_run_id
+    from harness.runfolder import RunFolder
 
     spec = run_spec_from(args)
     targets = targets_from(args)
@@ -34,12 +34,10 @@ def run(args: argparse.Namespace) -> int:
     if spec.data is not None:
         check_data(spec.data, items)
     output_folder(out)  # after every check: a refused command leaves no empty folder behind
-    state = RunState(out)  # an earlier, interrupted bench into the same --out resumes
-    state.drop_failed()
-    writer = ResultsWriter(out)
-    progress(f"run {run_id}: {len(items)} model(s) x {len(targets)} target(s) x {spec.processes} processes -> {out}")
-    outcomes = measure(items, targets, spec, writer, run_id, progress, seed=args.seed,
-                       done=state.done(spec), journal_runs=state.journal_runs(spec))
+    with RunFolder(out, progress) as folder:  # an earlier, interrupted bench into the same --out resumes
+        progress(f"run {run_id}: {len(items)} model(s) x {len(targets)} target(s) x {spec.processes} processes "
+                 f"-> {out}")
+        outcomes = measure(items, targets, spec, folder, run_id, progress, seed=args.seed)
     rows = [r for o in outcomes for r in o.rows]
     if not rows and items:
         print(f"everything is already measured in {out} (remove it or give another --out to measure again)")

@@ -1,4 +1,4 @@
-"""`edgebench report DIR`: (re)write DIR/report.md and its PNG plots from the result files."""
+"""`edgebench report DIR`: rebuild DIR's result files from its journal, then (re)write report.md and its plots."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from harness.report import write_report
+    from harness.runfolder import held_for_report
 
-    print(f"report: {write_report(args.dir)}")
+    with held_for_report(args.dir):  # summary, samples, pyperf and machine files rebuilt from the journal
+        path = write_report(args.dir)
+    print(f"report: {path}")
     return 0

@@ -179,7 +179,8 @@ def test_an_interrupted_bench_reuses_its_journaled_processes(tmp_path):
     assert 2 <= kept < 4 and not (out / "summary.csv").exists()
     resumed = edgebench(*args)
     assert resumed.returncode == 0, resumed.stderr
-    assert len(journal.read_text().splitlines()) == 4  # only the missing processes ran
+    records = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert [r["kind"] for r in records] == ["process"] * 4 + ["measurement"]  # only the missing processes ran
     row = pd.read_csv(out / "summary.csv").iloc[0]
     assert row["n_processes"] == 4
 
