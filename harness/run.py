@@ -141,10 +141,10 @@ def run(args: argparse.Namespace) -> int:
 
     targets = targets_from(args)
     output_folder(out, "the result folder")
-    models = _prepare(experiment, progress)
-    _check_targets(targets, progress)
-
-    with RunFolder(out, progress) as folder:  # one command per folder; a rerun resumes from its journal
+    # One command per folder from the start (builds write artifacts/ too); a rerun resumes from its journal.
+    with RunFolder(out, progress) as folder:
+        models = _prepare(experiment, progress)
+        _check_targets(targets, progress)
         redo = len(folder.state.failed())
         if redo:
             progress(f"resuming: {redo} failed measurement(s) will be redone")

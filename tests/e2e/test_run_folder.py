@@ -13,9 +13,13 @@ import sys
 import time
 
 import pandas as pd
+import pytest
 
 from tests import onnx_models
 from tests.e2e.test_bench_cli import FAST, assert_one_line_error, edgebench, interrupt_after
+
+# 15-50 s each with real runner processes; tests/test_journal.py and test_scheduler.py cover the same paths fast
+pytestmark = pytest.mark.slow
 
 
 def assert_samples_agree(out) -> None:
