@@ -4,7 +4,10 @@
 Each run measures four small real models (one a byte copy of another, as in an A/A check) with real
 runner processes into a fresh folder. It is killed with SIGKILL (the whole process group: the command
 and its runner) at --kills random moments, each followed by a resume that may itself be killed, then
-resumed once more to the end. With --enospc (root: a mount) one more run writes into a 300 kB tmpfs
+resumed once more to the end. A moment is drawn from the run's progress, not the clock (the machine's
+load changes how long a run takes): after a random number of the journal lines still to come, plus a
+random part of one line's time, so kills land while starting, inside a runner process, between a
+journal line and the files rewritten after it, and while closing. With --enospc (root: a mount) one more run writes into a 300 kB tmpfs
 until the disk is full, grows the tmpfs, and resumes. After each run every file is checked:
 
   files that failed to parse   summary.csv, samples.csv (pandas), pyperf.json (pyperf), machine.json,
@@ -92,12 +95,23 @@ def run_to_end(models: list[Path], out: Path, timeout: float = 600) -> subproces
     return subprocess.run(bench_command(models, out), capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
-def run_and_kill(models: list[Path], out: Path, after_s: float) -> bool:
-    """Start a bench and SIGKILL it (with its runner) after `after_s`; False when it finished first."""
+def journal_lines(out: Path) -> int:
+    try:
+        return (out / "processes.jsonl").read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def run_and_kill(models: list[Path], out: Path, after_lines: int, then_s: float) -> bool:
+    """Start a bench and SIGKILL it (with its runner) `then_s` after its journal has grown by `after_lines`;
+    False when it finished first."""
+    start = journal_lines(out)
     proc = subprocess.Popen(bench_command(models, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True, cwd=ROOT)
     try:
-        proc.wait(timeout=after_s)
+        while proc.poll() is None and journal_lines(out) < start + after_lines:
+            time.sleep(0.005)
+        proc.wait(timeout=then_s)
         return False
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)  # its own session: the bench and the runner it started, no other
@@ -163,12 +177,14 @@ def check(out: Path, finished: dict[tuple, list[int]], expected_rows: int) -> Ta
     return t
 
 
-def kill_trial(rng: random.Random, models: list[Path], out: Path, full_s: float, kills: int) -> Tally:
-    """Kill a bench `kills` times at random moments (each resume may be killed again), then finish it."""
+def kill_trial(rng: random.Random, models: list[Path], out: Path, lines: int, line_s: float, kills: int) -> Tally:
+    """Kill a bench `kills` times at random moments (each resume may be killed again), then finish it.
+    `lines`: the journal lines of a whole run; `line_s`: the time of one, roughly."""
     t = Tally(runs=1)
     finished: dict[tuple, list[int]] = {}
     for _ in range(kills):
-        if not run_and_kill(models, out, rng.uniform(0.05, full_s)):
+        to_come = lines - journal_lines(out)
+        if to_come <= 0 or not run_and_kill(models, out, rng.randrange(to_come), rng.uniform(0, line_s)):
             break  # it finished before the moment drawn
         t.kills += 1
         t.resumes += 1  # the next command into the folder resumes it
@@ -211,13 +227,14 @@ def campaign(runs: int, kills: int, seed: int, enospc: bool, work: Path, say=pri
     full_s = time.monotonic() - start
     total = Tally()
     total.add(check(work / "clean", {}, len(models)))
-    say(f"an uninterrupted bench takes {full_s:.1f} s (load {os.getloadavg()[0]:.2f}); "
-        f"killing {runs} runs {kills} times each at random moments in that span")
+    lines = journal_lines(work / "clean")
+    say(f"an uninterrupted bench takes {full_s:.1f} s and writes {lines} journal lines (load "
+        f"{os.getloadavg()[0]:.2f}); killing {runs} runs {kills} times each at random moments")
     if clean.returncode != 0:
         total.notes.append(f"the uninterrupted bench failed: {clean.stderr.strip()[-300:]}")
     rng = random.Random(seed)
     for i in range(runs):
-        total.add(kill_trial(rng, models, work / f"run{i}", full_s, kills))
+        total.add(kill_trial(rng, models, work / f"run{i}", lines, full_s / max(lines, 1), kills))
         say(f"run {i + 1}/{runs}: {total.kills} kills, {total.failures} problems so far")
     if enospc:
         total.add(enospc_trial(models, work / "tmpfs"))
