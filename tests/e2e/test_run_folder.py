@@ -135,9 +135,10 @@ def test_a_second_command_into_a_folder_in_use_is_refused(tmp_path):
             time.sleep(0.05)
         second = edgebench("bench", models[0], "--out", out, *FAST)
         report = edgebench("report", out)
-        assert first.poll() is None, "the first command ended before the second ones ran: the test proves nothing"
+        still_running = first.poll() is None
         assert_one_line_error(second, str(out), "in use by edgebench", f"pid {first.pid}", "another --out")
         assert_one_line_error(report, "in use by edgebench")
+        assert still_running, "the first command ended before the second ones ran: the test proves nothing"
     finally:
         _, err = first.communicate(timeout=120)
     assert first.returncode == 0, err
