@@ -155,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
             for spec in experiment.run_specs(data=test_data):
                 outcomes = measure(items, targets, spec, folder, run_id, progress, seed=spec.seed)
                 target_errors.update({o.target: o.error for o in outcomes if o.error})
+        folder.sync()  # the report reads summary.csv and samples.csv: every measurement in them first
         report = write_report(out)
     rows = read_csv_rows(out / "summary.csv")
     print("\n".join(format_summary(rows)))

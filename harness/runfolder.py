@@ -96,12 +96,17 @@ class RunFolder:
             raise
         return self
 
+    def sync(self) -> None:
+        """Bring every result file in line with the journal now (rewrites may lag it: see REWRITE_PAUSE);
+        before anything reads them, such as the report."""
+        if self._journal is not None:
+            with self._lock:
+                self._export(force=True)
+
     def close(self) -> None:
         """Bring every file in line with the journal and release the folder."""
         try:
-            if self._journal is not None:
-                with self._lock:
-                    self._export(force=True)
+            self.sync()
         finally:
             self._release()
 

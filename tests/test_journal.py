@@ -196,3 +196,19 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
     deadline = time.monotonic() + 5
     with RunFolder(tmp_path):
         assert time.monotonic() < deadline
+
+
+def test_sync_brings_files_that_lag_the_journal_up_to_date(tmp_path, monkeypatch):
+    """Costly rewrites may lag the journal during a run; `run` syncs before its report reads summary.csv."""
+    from harness import runfolder
+
+    monkeypatch.setattr(runfolder, "REWRITE_PAUSE", 1e9)  # after its first rewrite, a file waits "forever"
+    with RunFolder(tmp_path) as folder:
+        for name in ("a", "b"):
+            k = key(tmp_path, name)
+            folder.record_process(k, SETTINGS, "run1", 0, runner_doc(1.0))
+            folder.close_measurement(k, Measurement("run1", "local", name, name, k.path, SETTINGS,
+                                                    tuple(folder.state.finished_processes(k, 1)), k.sha256))
+        assert list(pd.read_csv(tmp_path / "summary.csv")["variant"]) == ["a"]  # lagging, by design
+        folder.sync()
+        assert list(pd.read_csv(tmp_path / "summary.csv")["variant"]) == ["a", "b"]
