@@ -29,6 +29,7 @@ def assert_clean(tally) -> None:
     assert tally.failures == 0 and not tally.notes, "\n".join(tally.lines() + tally.notes)
 
 
+@pytest.mark.slow  # a real two-model bench twice: 10-35 s
 def test_one_kill_in_the_middle_then_a_resume(tmp_path):
     models = faults.make_models(tmp_path / "models")[:2]
     out = tmp_path / "R"
