@@ -7,6 +7,7 @@ tests/test_providers_ssh.py.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import onnxruntime
@@ -104,5 +105,6 @@ def test_bench_with_an_unknown_provider_is_a_row_and_one_line(tmp_path):
     assert_one_line_error(proc, "NoSuchExecutionProvider is not offered", "CPUExecutionProvider")
     (row,) = pd.read_csv(out / "summary.csv").to_dict("records")
     assert row["status"] == "bad_provider" and row["n_processes"] == 0
-    assert len((out / "processes.jsonl").read_text().splitlines()) == 1  # permanent: not retried per process
+    kinds = [json.loads(line)["kind"] for line in (out / "processes.jsonl").read_text().splitlines()]
+    assert kinds.count("process") == 1  # permanent: not retried per process
     assert_one_line_error(edgebench("bench", model, "--provider", "openvino:x"), "not key=value")
