@@ -3,16 +3,27 @@
 
     sudo python3 scripts/arm64_board.py build            # ~6 min once; then cached as a tarball
     sudo python3 scripts/arm64_board.py start --dir D    # prints the ssh alias and config; Ctrl-C stops
+    sudo python3 scripts/arm64_board.py start --cpu cortex-a76   # a Pi 5's CPU instead of a Pi 4's
 
 The board has python3, a venv in /home/pi/.cache/edgebench/venv with numpy and onnxruntime's aarch64
 wheel from PyPI (so SshTarget uses it as on a provisioned Pi), a fake `vcgencmd` (temperature from
 /etc/edgebench/fake-temp, throttle bits from /etc/edgebench/fake-throttled) and fake thermal and
 cpufreq files under /sys, so the runner's telemetry path runs. Timings under emulation mean nothing.
 
+The board presents a real Pi's CPU, so onnxruntime picks the kernels it would pick there: QEMU emulates
+a Cortex-A72 (Pi 4, ARMv8.0: no dot-product `asimddp`, no LSE atomics) by default, or a Cortex-A76
+(Pi 5, ARMv8.2 with asimddp), and /proc/cpuinfo is that Pi's. The CPU model reaches every process on
+the board through QEMU_CPU in the environment: sshd is started with it and hands it to every session
+(`SetEnv` in its config; sshd builds session environments from scratch), and processes inherit it.
+The host's binfmt entry (flag F, shared with every other user of the machine) is left as it is. A
+process that empties its environment (`env -i`) runs on QEMU's default `max` CPU: the runner records
+the emulated model (`cpu_emulated` in its machine facts) from the same variable.
+
 Facts this relies on (measured): binfmt_misc must be mounted and qemu-aarch64 enabled (with the F flag
 that Debian's qemu-user-static registers, the interpreter works inside a chroot); `import onnxruntime`
-segfaults under QEMU unless /proc/cpuinfo inside the chroot describes an ARM CPU, so a Pi 4's
-cpuinfo is bind-mounted over it; pip in the chroot needs the host's CA bundle.
+segfaults under QEMU unless /proc/cpuinfo inside the chroot describes an ARM CPU, so a Pi's
+cpuinfo is bind-mounted over it; onnxruntime <= 1.22 aborts on import ("Attempt to use DefaultLogger")
+unless /sys/devices/system/cpu/possible and present exist; pip in the chroot needs the host's CA bundle.
 
 Every mount is made inside a private mount namespace (`unshare --mount`) that belongs to the sshd
 process: when it and its sessions are stopped (by PID), the kernel drops the mounts, so a crashed
@@ -35,7 +46,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from sshd_loopback import descendants, free_port, log_tail, reap, wait_for_banner  # noqa: E402 - a sibling script
-CPUINFO = HERE / "pi4_cpuinfo.txt"
+# QEMU CPU model -> (the Pi whose CPU it is, its /proc/cpuinfo, its top clock in kHz)
+CPUS = {
+    "cortex-a72": ("Raspberry Pi 4", HERE / "pi4_cpuinfo.txt", 1500000),
+    "cortex-a76": ("Raspberry Pi 5", HERE / "pi5_cpuinfo.txt", 2400000),
+}
+DEFAULT_CPU = "cortex-a72"
 SUITE = "bookworm"
 MIRROR = os.environ.get("EDGEBENCH_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 INCLUDE = "python3,python3-venv,openssh-server,openssh-sftp-server,ca-certificates"
@@ -76,12 +92,19 @@ def ensure_binfmt() -> None:
         raise RuntimeError("qemu-aarch64 is not registered with binfmt_misc: apt-get install qemu-user-static binfmt-support")
 
 
-def in_board(root: Path, command: str, **kwargs: object) -> subprocess.CompletedProcess:
-    """Run `sh -c command` inside the board's chroot, with /proc and the ARM cpuinfo mounted privately."""
-    r = shlex.quote(str(root))
-    setup = (f"mount -t proc proc {r}/proc && mount --bind {r}/etc/edgebench/cpuinfo {r}/proc/cpuinfo && "
-             f"exec chroot {r} /bin/sh -c {shlex.quote(command)}")  # fmt: skip
-    return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", setup], **kwargs)
+def _mounts(root: Path, cpu: str) -> str:
+    """Shell commands that mount /proc and this CPU's cpuinfo and cpufreq files (in a private namespace)."""
+    r, eb = shlex.quote(str(root)), shlex.quote(f"{root}/etc/edgebench/{cpu}")
+    return (f"mount -t proc proc {r}/proc && mount --bind {eb}/cpuinfo {r}/proc/cpuinfo && "
+            f"mount --bind {eb}/cpufreq {r}/sys/devices/system/cpu/cpu0/cpufreq")
+
+
+def in_board(root: Path, command: str, cpu: str = DEFAULT_CPU, **kwargs: object) -> subprocess.CompletedProcess:
+    """Run `sh -c command` inside the board's chroot on the emulated `cpu`, with /proc and its cpuinfo
+    mounted privately."""
+    env = {**dict(kwargs.pop("env", None) or os.environ), "QEMU_CPU": cpu}
+    setup = f"{_mounts(root, cpu)} && exec chroot {shlex.quote(str(root))} /bin/sh -c {shlex.quote(command)}"
+    return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", setup], env=env, **kwargs)
 
 
 # ---------------------------------------------------------------------- building the root filesystem
@@ -102,10 +125,15 @@ def _write(path: Path, text: str, mode: int = 0o644) -> None:
 
 
 def install_fakes(root: Path) -> None:
-    """The ARM cpuinfo, fake Pi sensors and the sshd config: cheap, so redone on every start."""
+    """Each CPU's cpuinfo and clock, fake Pi sensors and the sshd config: cheap, so redone on every start."""
     eb = root / "etc/edgebench"
     eb.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(CPUINFO, eb / "cpuinfo")
+    for cpu, (_, cpuinfo, khz) in CPUS.items():
+        (eb / cpu).mkdir(exist_ok=True)
+        shutil.copyfile(cpuinfo, eb / cpu / "cpuinfo")
+        _write(eb / cpu / "cpufreq/scaling_governor", "ondemand\n")
+        _write(eb / cpu / "cpufreq/scaling_cur_freq", f"{khz}\n")
+        _write(eb / cpu / "cpufreq/cpuinfo_max_freq", f"{khz}\n")
     _write(eb / "fake-temp", "48.3\n")
     _write(eb / "fake-throttled", "0x50000\n")
     _write(root / "usr/local/bin/vcgencmd", """#!/bin/sh
@@ -121,10 +149,10 @@ echo "$1" >> /tmp/edgebench-vcgencmd.calls 2>/dev/null
     # /sys is not mounted in the board, so these plain files are what the runner reads.
     _write(root / "sys/class/thermal/thermal_zone0/type", "cpu-thermal\n")
     _write(root / "sys/class/thermal/thermal_zone0/temp", "48312\n")
-    cpu0 = root / "sys/devices/system/cpu/cpu0/cpufreq"
-    _write(cpu0 / "scaling_governor", "ondemand\n")
-    _write(cpu0 / "scaling_cur_freq", "1500000\n")
-    _write(cpu0 / "cpuinfo_max_freq", "1500000\n")
+    cpus = root / "sys/devices/system/cpu"
+    (cpus / "cpu0/cpufreq").mkdir(parents=True, exist_ok=True)  # the mount point of each CPU's clock files
+    for name in ("possible", "present", "online"):  # the cpuinfo library in onnxruntime reads these
+        _write(cpus / name, "0-3\n")
     _write(eb / "sshd_config", f"""ListenAddress 127.0.0.1
 HostKey /etc/ssh/ssh_host_ed25519_key
 PidFile /run/edgebench-sshd.pid
@@ -199,14 +227,20 @@ def build(cache: Path, rootfs: Path | None = None) -> Path:
 
 
 class Board:
-    """A running board: its root filesystem under `workdir/rootfs` and sshd on 127.0.0.1:port."""
+    """A running board: its root filesystem under `workdir/rootfs` and sshd on 127.0.0.1:port, on an
+    emulated `cpu` (a QEMU CPU model of CPUS). `root` shares another board's filesystem: a second sshd,
+    in its own mount namespace, presents another CPU (a Pi 5 beside a Pi 4) without a second unpacking."""
 
-    alias = "pi-emu"
-
-    def __init__(self, workdir: Path, cache: Path | None = None) -> None:
+    def __init__(self, workdir: Path, cache: Path | None = None, cpu: str = DEFAULT_CPU,
+                 root: Path | None = None) -> None:  # fmt: skip
+        if cpu not in CPUS:
+            raise ValueError(f"unknown board CPU {cpu!r}: choose one of {', '.join(CPUS)}")
+        self.cpu = cpu
+        self.alias = "pi-emu" if cpu == DEFAULT_CPU else f"pi-emu-{cpu}"
         self.dir = Path(workdir)
         self.cache = cache or default_cache()
-        self.root = self.dir / "rootfs"
+        self.shared_root = root is not None
+        self.root = Path(root) if root is not None else self.dir / "rootfs"
         self.port = free_port()
         self.client_key = self.dir / "id_ed25519"
         self.known_hosts = self.dir / "known_hosts"
@@ -220,15 +254,18 @@ class Board:
         if problem:
             raise RuntimeError(problem)
         ensure_binfmt()
-        if not self.cache.exists():
-            build(self.cache)
-        self.root.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["tar", "--numeric-owner", "-xzf", str(self.cache), "-C", str(self.root)], check=True)
-        install_fakes(self.root)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if not self.shared_root:
+            if not self.cache.exists():
+                build(self.cache)
+            self.root.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["tar", "--numeric-owner", "-xzf", str(self.cache), "-C", str(self.root)], check=True)
+            install_fakes(self.root)
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "edgebench-board", "-f",
                         str(self.client_key)], check=True)  # fmt: skip
         auth = self.root / f"home/{USER}/.ssh/authorized_keys"
-        shutil.copyfile(self.client_key.with_suffix(".pub"), auth)
+        with open(auth, "a") as f:  # appended: boards sharing a filesystem each log in with their own key
+            f.write(self.client_key.with_suffix(".pub").read_text())
         os.chown(auth, UID, UID)
         host_key = (self.root / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()
         self.known_hosts.write_text(f"[127.0.0.1]:{self.port} {host_key[0]} {host_key[1]}\n")
@@ -244,13 +281,15 @@ class Board:
 """)  # fmt: skip
 
     def start(self, timeout: float = 60.0) -> int:
-        r = shlex.quote(str(self.root))
-        setup = (f"mount -t proc proc {r}/proc && mount --bind {r}/etc/edgebench/cpuinfo {r}/proc/cpuinfo && "
-                 f"exec chroot {r} /usr/sbin/sshd -D -e -f /etc/edgebench/sshd_config -o Port={self.port}")
+        # QEMU_CPU twice: in sshd's own environment (sshd runs under QEMU too) and, by SetEnv, in every
+        # session's, which sshd builds from scratch.
+        setup = (f"{_mounts(self.root, self.cpu)} && exec chroot {shlex.quote(str(self.root))} /usr/sbin/sshd -D -e "
+                 f"-f /etc/edgebench/sshd_config -o Port={self.port} -o 'SetEnv QEMU_CPU={self.cpu}'")
         with open(self.log, "wb") as log:
             # unshare and sh exec into sshd, so this PID is sshd's own.
             self.proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", setup],
-                                         stdin=subprocess.DEVNULL, stdout=log, stderr=log)  # fmt: skip
+                                         stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                         env={**os.environ, "QEMU_CPU": self.cpu})  # fmt: skip
         try:
             ready = wait_for_banner(self.port, self.proc, timeout, 0.2)
         except RuntimeError as exc:
@@ -289,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=None, help=f"board tarball (default {default_cache()})")
     parser.add_argument("--rootfs", type=Path, help="build: reuse (or create) this root filesystem folder")
     parser.add_argument("--dir", type=Path, help="start: working folder (default: a new temp folder)")
+    parser.add_argument("--cpu", choices=sorted(CPUS), default=DEFAULT_CPU,
+                        help=f"start: the emulated CPU (default {DEFAULT_CPU}, a Pi 4's; cortex-a76 is a Pi 5's)")
     args = parser.parse_args(argv)
     problem = missing_requirements()
     if problem:
@@ -299,10 +340,11 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.monotonic()
         print(f"built {build(cache, args.rootfs)} in {time.monotonic() - t0:.0f} s")
         return 0
-    board = Board(args.dir or Path(tempfile.mkdtemp(prefix="edgebench-board-")), cache)
+    board = Board(args.dir or Path(tempfile.mkdtemp(prefix="edgebench-board-")), cache, cpu=args.cpu)
     board.prepare()
     pid = board.start()
-    print(f"board sshd pid {pid} on 127.0.0.1:{board.port}; try: ssh -F {board.ssh_config} {board.alias} uname -m")
+    print(f"board sshd pid {pid} on 127.0.0.1:{board.port}, a {CPUS[args.cpu][0]}'s CPU ({args.cpu}); "
+          f"try: ssh -F {board.ssh_config} {board.alias} uname -m")
     print("Ctrl-C stops it")
     try:
         board.proc.wait()
