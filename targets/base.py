@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from targets.errors import TargetError
-from targets.runner import RUNNER_VERSION
+from targets.runner import CRASH_SIGNALS, IMPORT_MARK, RUNNER_VERSION, onnxruntime_crash
 
 RUNNER_PATH = Path(__file__).with_name("runner.py")
 
@@ -39,6 +39,10 @@ def parse_runner_output(stdout: str, stderr: str, returncode: int | None, comman
         if isinstance(doc, dict) and "status" in doc:
             check_runner_version(doc, command)
             return doc
+    if returncode is not None and returncode < 0:
+        crash = import_crash(stderr, -returncode)
+        if crash:
+            return crash
     tail = " | ".join(line for line in stderr.strip().splitlines()[-5:] if line.strip())
     if returncode is not None and returncode < 0:
         what = f"the runner was killed by signal {-returncode}"
@@ -55,6 +59,22 @@ def check_runner_version(doc: dict[str, Any], command: str) -> None:
         raise TargetError(f"{command} answered as runner version {version}, but this edgebench speaks version "
                           f"{RUNNER_VERSION}: a stale copy of runner.py; run the runner that comes with this "
                           "edgebench (reinstall it, or remove the old copy where --python or the board finds it)")
+
+
+def import_crash(stderr: str, signum: int) -> dict[str, Any] | None:
+    """The failure record for a runner killed by `signum` while importing onnxruntime (its last stderr mark
+    says so), with what it means and what to install instead; None when it died elsewhere."""
+    if signum not in CRASH_SIGNALS:
+        return None
+    marks = [line for line in stderr.splitlines() if line.startswith("edgebench-runner: ")]
+    if not marks or not marks[-1].startswith(IMPORT_MARK + " "):
+        return None
+    fields = marks[-1][len(IMPORT_MARK) + 1:].split(" ", 3)
+    if len(fields) < 4:
+        return None
+    package, version, host, python = (None if f == "-" else f for f in fields)
+    what, fix = onnxruntime_crash(signum, python, host, package, version)
+    return failure("no_onnxruntime", f"{what}; install instead: {fix}")
 
 
 class Target(abc.ABC):

@@ -82,14 +82,15 @@ def doctor(target: Target, timeout: float = 60.0) -> list[Check]:
     for module in ("numpy", "onnxruntime"):
         version = m.get(module)
         detail = version or m.get(f"{module}_error") or "not installed"
-        fix = "" if version else f"{venv_hint}   # or: {exe} -m pip install {module}"
+        fix = "" if version else m.get(f"{module}_fix") or f"{venv_hint}   # or: {exe} -m pip install {module}"
         checks.append(Check(module, bool(version), f"{detail}" + (f" ({exe})" if version else ""), fix))
     if m.get("onnxruntime"):
         offered = m.get("providers") or []
         checks.append(Check("providers", bool(offered), ", ".join(offered) or "onnxruntime offers none",
                             "" if offered else f"{exe} -m pip install --force-reinstall onnxruntime"))
     arch = m.get("arch") or "unknown"
-    checks.append(Check("arch", bool(m.get("arch")), f"{arch}, {m.get('cpu_model')}, {m.get('cores')} cores, "
+    emulated = f" (emulated: {m['cpu_emulated']})" if m.get("cpu_emulated") else ""
+    checks.append(Check("arch", bool(m.get("arch")), f"{arch}, {m.get('cpu_model')}{emulated}, {m.get('cores')} cores, "
                                                     f"{m.get('ram_mb')} MB RAM, {m.get('os')}"))  # fmt: skip
     checks.append(Check("cpu features", m.get("cpu_features") is not None, int8_kernels(m), required=False))
     tel = doc.get("telemetry_start") or {}

@@ -128,6 +128,35 @@ def _command(args, timeout=3.0):
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+# Arm Ltd's cores by /proc/cpuinfo "CPU part" (implementer 0x41): what lscpu names them. An arm64 kernel
+# prints no "model name", so the part number is how a Raspberry Pi says which core it has.
+_ARM_PARTS = {
+    0xD03: "Cortex-A53", 0xD04: "Cortex-A35", 0xD05: "Cortex-A55", 0xD07: "Cortex-A57", 0xD08: "Cortex-A72",
+    0xD09: "Cortex-A73", 0xD0A: "Cortex-A75", 0xD0B: "Cortex-A76", 0xD0C: "Neoverse-N1", 0xD0D: "Cortex-A77",
+    0xD40: "Neoverse-V1", 0xD41: "Cortex-A78", 0xD44: "Cortex-X1", 0xD46: "Cortex-A510", 0xD47: "Cortex-A710",
+    0xD48: "Cortex-X2", 0xD49: "Neoverse-N2", 0xD4F: "Neoverse-V2", 0xD80: "Cortex-A520", 0xD81: "Cortex-A720",
+}
+
+
+def _cpuinfo_fields():
+    """The first value of each /proc/cpuinfo key (lower-case keys)."""
+    fields = {}
+    for line in (_read("/proc/cpuinfo") or "").splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip().lower(), value.strip())
+    return fields
+
+
+def _arm_part_name(fields):
+    try:
+        if int(fields.get("cpu implementer", ""), 16) == 0x41:
+            return _ARM_PARTS.get(int(fields.get("cpu part", ""), 16))
+    except ValueError:
+        pass
+    return None
+
+
 def _cpu_model():
     if platform.machine().lower() in ("x86_64", "amd64"):
         try:
@@ -136,16 +165,31 @@ def _cpu_model():
                 return brand
         except (OSError, ValueError, AttributeError, TypeError):
             pass
-    text = _read("/proc/cpuinfo") or ""
-    fields = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep:
-            fields.setdefault(key.strip().lower(), value.strip())
-    for key in ("model name", "hardware", "model", "cpu part"):
+    fields = _cpuinfo_fields()
+    if fields.get("model name"):
+        return fields["model name"]
+    part = _arm_part_name(fields)
+    if part:
+        return part
+    for key in ("hardware", "model", "cpu part"):
         if fields.get(key):
             return fields[key]
     return platform.processor() or None
+
+
+def _board_model():
+    """A Pi names itself in the device tree, and its kernel prints the same "Model" line in /proc/cpuinfo
+    (on x86 that key is a number)."""
+    model = (_read("/proc/device-tree/model") or "").rstrip("\x00")
+    if not model and platform.machine().lower().startswith(("aarch64", "arm")):
+        model = _cpuinfo_fields().get("model")
+    return model or None
+
+
+def _cpu_emulated():
+    """The CPU model user-mode QEMU emulates for this process (QEMU_CPU is how it is told), or None."""
+    cpu = os.environ.get("QEMU_CPU")
+    return "qemu " + cpu if cpu else None
 
 
 def _ram_mb():
@@ -336,12 +380,130 @@ def telemetry():
     }
 
 
-def machine_info():
-    """Facts about this machine and its software; never fails for a missing package."""
+# ---------------------------------------------------------------- importing onnxruntime
+#
+# An onnxruntime build can kill Python on import: onnxruntime 1.21.0's aarch64 wheel dies with SIGILL on a
+# Raspberry Pi 4 (Cortex-A72, ARMv8.0), and no `except` catches a signal. The probe (doctor, and every
+# SshTarget.open) imports it in a forked child, so the crash becomes a fact with its fix; the other modes
+# import in-process behind a mark on stderr, so the harness can tell a crash on import from one in a model.
+
+# the signals of a fault in the process itself (a SIGKILL or SIGTERM during the import is someone else's doing)
+CRASH_SIGNALS = {4: "SIGILL (illegal instruction)", 6: "SIGABRT (aborted)", 7: "SIGBUS (bus error)",
+                 11: "SIGSEGV (segmentation fault)"}
+IMPORT_MARK = "edgebench-runner: importing onnxruntime"
+IMPORTED_MARK = "edgebench-runner: onnxruntime imported"
+# Releases measured to die on import on some CPUs: the release that imports there, and which CPUs.
+# 1.21.0 vs 1.21.1 (and 1.20.1, 1.22.0) measured under QEMU's cortex-a72 on the emulated board.
+_ORT_CRASHES = {"1.21.0": ("1.21.1", "on ARMv8.0 CPUs such as a Raspberry Pi 4's Cortex-A72")}
+_ORT_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml")
+
+
+def onnxruntime_distribution():
+    """(pip name, version) of the installed onnxruntime, read without importing it; (None, None) if absent."""
+    try:
+        from importlib import metadata
+    except ImportError:
+        return None, None
+    for name in _ORT_DISTRIBUTIONS:
+        try:
+            return name, metadata.version(name)
+        except Exception:  # noqa: BLE001 - PackageNotFoundError, or a broken install's metadata
+            continue
+    return None, None
+
+
+def onnxruntime_crash(signum, python, where, package=None, version=None):
+    """(what it means, what to install instead) when `import onnxruntime` killed `python` with `signum`."""
+    package = package or "onnxruntime"
+    signame = CRASH_SIGNALS.get(signum, "signal %d" % signum)
+    build = "%s %s" % (package, version) if version else package
+    if signum == 4:
+        meaning = "this build (%s) uses CPU instructions this CPU lacks" % build
+    else:
+        meaning = "this build (%s) cannot run on this machine (it crashed detecting the CPU or loading a library)" % build
+    what = "`import onnxruntime` killed %s with %s on %s: %s" % (python, signame, where, meaning)
+    known = _ORT_CRASHES.get(version) if package == "onnxruntime" else None
+    if known:
+        fix = "%s -m pip install onnxruntime==%s   # %s dies on import %s; %s imports there" % (
+            python, known[0], version, known[1], known[0])
+    else:
+        older = "'%s<%s'" % (package, version) if version else package
+        fix = ("%s -m pip install %s   # a release built for this CPU; check it with: %s -c 'import onnxruntime'"
+               % (python, older, python))
+    return what, fix
+
+
+def _onnxruntime_in_child():
+    """{"version", "providers"} or {"error"} from importing onnxruntime in a forked child, or {"signal": N}
+    when the import killed it; None where there is no fork. Forked, not a new interpreter: the child runs
+    on the same (possibly emulated) CPU, and skips an interpreter start."""
+    if not hasattr(os, "fork"):
+        return None
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        try:
+            os.close(read_end)
+            try:
+                import onnxruntime
+
+                out = {"version": onnxruntime.__version__, "providers": onnxruntime.get_available_providers()}
+            except Exception as exc:  # noqa: BLE001 - a broken install is a fact to report
+                out = {"error": "%s: %s" % (type(exc).__name__, exc)}
+            with os.fdopen(write_end, "w") as pipe:
+                pipe.write(json.dumps(out))
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        text = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        return {"signal": os.WTERMSIG(status)}
+    try:
+        return json.loads(text)
+    except ValueError:
+        return {"error": "importing onnxruntime ended the child with status %d" % os.WEXITSTATUS(status)}
+
+
+def _onnxruntime_facts(info, isolated):
+    """Fill info's onnxruntime, providers and (on failure) onnxruntime_error/_fix/_crashed."""
+    found = _onnxruntime_in_child() if isolated else None
+    if found is None:
+        package, version = onnxruntime_distribution()
+        # what the harness needs to explain a crash here: package, version, host, interpreter (last: may hold spaces)
+        sys.stderr.write("%s %s %s %s %s\n" % (IMPORT_MARK, package or "-", version or "-", socket.gethostname(),
+                                                sys.executable))
+        sys.stderr.flush()
+        try:
+            import onnxruntime
+
+            found = {"version": onnxruntime.__version__, "providers": onnxruntime.get_available_providers()}
+        except Exception as exc:  # noqa: BLE001 - a broken install is a fact to report, not a crash
+            found = {"error": "%s: %s" % (type(exc).__name__, exc)}
+        sys.stderr.write(IMPORTED_MARK + "\n")
+        sys.stderr.flush()
+    if "signal" in found and found["signal"] not in CRASH_SIGNALS:
+        info["onnxruntime_error"] = "importing onnxruntime was stopped by signal %d" % found["signal"]
+    elif "signal" in found:
+        package, version = onnxruntime_distribution()
+        what, fix = onnxruntime_crash(found["signal"], sys.executable, socket.gethostname(), package, version)
+        info["onnxruntime_error"], info["onnxruntime_fix"] = what, fix
+        info["onnxruntime_crashed"] = CRASH_SIGNALS[found["signal"]]
+    elif "error" in found:
+        info["onnxruntime_error"] = found["error"]
+    else:
+        info["onnxruntime"], info["providers"] = found["version"], found["providers"]
+
+
+def machine_info(isolate_onnxruntime=False):
+    """Facts about this machine and its software; never fails for a missing (or crashing) package.
+    isolate_onnxruntime: import onnxruntime in a child process (the probe), so a crash is reported."""
     info = {
         "hostname": socket.gethostname(),
         "arch": platform.machine(),
         "cpu_model": _cpu_model(),
+        "cpu_emulated": _cpu_emulated(),
         "cores": _cores(),
         "cpu_count": os.cpu_count(),
         "ram_mb": _ram_mb(),
@@ -349,7 +511,7 @@ def machine_info():
         "kernel": platform.release(),
         "python": platform.python_version(),
         "python_executable": sys.executable,
-        "board_model": (_read("/proc/device-tree/model") or "").rstrip("\x00") or None,
+        "board_model": _board_model(),
         "governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
         "cpu_max_freq_mhz": None,
         "numpy": None,
@@ -361,16 +523,14 @@ def machine_info():
     fmax = _read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
     if fmax and fmax.isdigit():
         info["cpu_max_freq_mhz"] = int(fmax) / 1000.0
-    for module in ("numpy", "onnxruntime", "psutil"):
+    # onnxruntime first: the probe forks for it, best before numpy starts its threads
+    _onnxruntime_facts(info, isolate_onnxruntime)
+    for module in ("numpy", "psutil"):
         try:
             info[module] = __import__(module).__version__
         except Exception as exc:  # noqa: BLE001 - a broken install is a fact to report, not a crash
             info[module] = None
             info[module + "_error"] = "%s: %s" % (type(exc).__name__, exc)
-    if info["onnxruntime"]:
-        import onnxruntime
-
-        info["providers"] = onnxruntime.get_available_providers()
     return info
 
 
@@ -1082,9 +1242,9 @@ def main(argv):
                 os.sched_setaffinity(0, set(int(c) for c in spec["cpu_affinity"]))
             except (AttributeError, OSError, ValueError) as exc:
                 raise RunnerError("bad_spec", "cannot pin to cores %s: %s" % (spec["cpu_affinity"], exc))
-        doc["machine"] = machine_info()
-        doc["telemetry_start"] = telemetry()
         mode = spec.get("mode", "bench")
+        doc["machine"] = machine_info(isolate_onnxruntime=mode == "probe")
+        doc["telemetry_start"] = telemetry()
         if mode == "bench":
             doc.update(bench(spec))
         elif mode == "paired":

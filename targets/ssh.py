@@ -435,6 +435,10 @@ if command -v timeout >/dev/null 2>&1; then timeout -k 5 {limit} "$py" runner.py
     def _result(self, proc: subprocess.CompletedProcess[str], elapsed: float, timeout: float) -> dict[str, Any]:
         code, shown = proc.returncode, f"python3 runner.py on {self.name}"
         doc = parse_runner_output(proc.stdout, proc.stderr, code, shown)
+        if 128 < code < 160 and doc.get("status") == "crashed":
+            # the remote shell reports a child killed by signal N as 128+N
+            doc = parse_runner_output(proc.stdout, proc.stderr, -(code - 128), shown)
+            doc["error"] += " (killed on the board: out of memory? see `dmesg` there)" if code == 137 else ""
         if doc.get("status") == "no_onnxruntime":
             raise SshError(f"{self.name}: {doc.get('error')}", "remote")
         if doc.get("status") != "crashed":
@@ -448,9 +452,6 @@ if command -v timeout >/dev/null 2>&1; then timeout -k 5 {limit} "$py" runner.py
         if code in (124, 137) and elapsed >= timeout:
             return failure("timeout", f"the runner took longer than {timeout:.0f} s on {self.name} and was stopped; "
                                       "raise --timeout or lower --max-time")  # fmt: skip
-        if 128 < code < 160:  # the remote shell reports a child killed by signal N as 128+N
-            doc = parse_runner_output(proc.stdout, proc.stderr, -(code - 128), shown)
-            doc["error"] += " (killed on the board: out of memory? see `dmesg` there)" if code == 137 else ""
         return doc
 
     def run(self, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
@@ -468,6 +469,8 @@ def usability_problem(machine: dict[str, Any], target_name: str = "T") -> str | 
     except ValueError:
         parts = (0, 0)
     exe = machine.get("python_executable") or "python3"
+    if machine.get("onnxruntime_crashed"):  # provisioning the same release again would not help
+        return f"{machine.get('onnxruntime_error')}; install instead: {machine.get('onnxruntime_fix')}"
     if parts < MIN_PYTHON:
         return f"Python {version} at {exe} is too old: the runner needs >= 3.9; install a newer python3 or pass --python"
     missing = [m for m in ("numpy", "onnxruntime") if not machine.get(m)]
