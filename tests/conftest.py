@@ -179,7 +179,7 @@ def haswell_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def arm64_board() -> Iterator:
-    """A running emulated aarch64 board (Debian bookworm under QEMU) with sshd on 127.0.0.1.
+    """A running emulated aarch64 board (Debian bookworm under QEMU, a Pi 4's Cortex-A72) with sshd on 127.0.0.1.
 
     Yields a `Board`: `.alias` ("pi-emu"), `.ssh_config`, `.port`, `.root` (its filesystem on the
     host) and `.set_temperature(c)` for the fake vcgencmd. Builds the cached rootfs on first use (~6 min).
@@ -190,6 +190,20 @@ def arm64_board() -> Iterator:
     if problem:
         skip_or_fail(problem)
     board = Board(Path(tempfile.mkdtemp(prefix="edgebench-board-")))
+    try:
+        board.prepare()
+        board.start()
+        yield board
+    finally:
+        board.remove()
+
+
+@pytest.fixture(scope="session")
+def arm64_board_pi5(arm64_board) -> Iterator:
+    """A Pi 5's CPU (QEMU cortex-a76) on the same board filesystem: a second sshd, alias "pi-emu-cortex-a76"."""
+    from tests.board import Board
+
+    board = Board(Path(tempfile.mkdtemp(prefix="edgebench-board-")), cpu="cortex-a76", root=arm64_board.root)
     try:
         board.prepare()
         board.start()

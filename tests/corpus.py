@@ -27,13 +27,15 @@ def cache_root() -> Path:
     return Path(base) / "corpus"
 
 
-def unpacked_wheel(requirement: str) -> Path:
+def unpacked_wheel(requirement: str, platform: str | None = None, python_version: str | None = None) -> Path:
     """The unpacked wheel of ``requirement`` (e.g. ``"nudenet==3.4.2"``), downloaded on first use.
 
     Pin the version: the corpus must not change under the tests. The folder is importable (put it on
     ``sys.path`` or ``PYTHONPATH`` for a PyTorch architecture) and holds the package's data files.
+    ``platform`` and ``python_version`` fetch another machine's binary wheel (``"manylinux_2_28_aarch64"``,
+    ``"3.11"``: the emulated board's).
     """
-    name = requirement.replace("==", "-").replace("/", "_")
+    name = requirement.replace("==", "-").replace("/", "_") + (f"-{platform}-py{python_version}" if platform else "")
     dest = cache_root() / name
     if dest.is_dir():
         return dest
@@ -42,6 +44,10 @@ def unpacked_wheel(requirement: str) -> Path:
         # `pip wheel`: the package's own wheel when it has one, else built from its sdist (efficientnet-pytorch)
         cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-q", "-w", tmp,
                requirement]
+        if platform:  # another machine's wheel: pip can only download it, never build it
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q",
+                   "--only-binary=:all:", "--platform", platform, "--python-version", python_version or "3",
+                   "--implementation", "cp", "-d", tmp, requirement]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         wheels = sorted(Path(tmp).glob("*.whl"))
         if proc.returncode != 0 or not wheels:

@@ -1,7 +1,9 @@
 """The whole remote path on a real ARM build of onnxruntime: an emulated aarch64 board over SSH.
 
 Timings under QEMU mean nothing, so only correctness is asserted: the probe and the results say
-aarch64, an INT8 model measures `ok`, the fake Pi sensors come back as telemetry.
+aarch64 on a Pi 4's Cortex-A72 (no dot-product instructions) or a Pi 5's Cortex-A76, an INT8 model
+measures `ok` on both, the fake Pi sensors come back as telemetry, and onnxruntime 1.21.0, which dies
+with SIGILL on a real Pi 4, dies here too and is reported with the release to install.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import pytest
 from targets.doctor import doctor, format_checks
 from targets.ssh import SshTarget
 from targets.telemetry import throttling_started, wait_for_cooldown
+from targets.ssh import SshError
+from tests.board import board_venv
 from tests.sshd import wait_for
 
 pytestmark = [pytest.mark.board, pytest.mark.ssh]
@@ -37,9 +41,12 @@ def test_probe_says_aarch64_with_pi_telemetry(board_target: SshTarget) -> None:
     assert m["arch"] == "aarch64"
     assert m["onnxruntime"] and m["numpy"]
     assert m["python_executable"].endswith("/.cache/edgebench/venv/bin/python")  # the provisioned venv
-    assert m["cpu_model"] == "BCM2835"  # the Pi 4 cpuinfo onnxruntime needs under QEMU
-    # the features come from the process's hwcap (what QEMU's CPU offers), not the faked cpuinfo
+    # a Pi 4's Cortex-A72, named from cpuinfo's CPU part as on a real Pi, and said to be emulated
+    assert m["cpu_model"] == "Cortex-A72" and m["cpu_emulated"] == "qemu cortex-a72"
+    assert m["board_model"] == "Raspberry Pi 4 Model B Rev 1.4"
+    # the features come from the process's hwcap (what QEMU's CPU offers): ARMv8.0, no dot product
     assert m["cpu_features_source"] == "hwcap" and "asimd" in m["cpu_features"]
+    assert "asimddp" not in m["cpu_features"] and "i8mm" not in m["cpu_features"]
     assert m["governor"] == "ondemand"
     tel = doc["telemetry_start"]
     assert tel["temp_c"] == pytest.approx(48.3)
@@ -51,7 +58,8 @@ def test_probe_says_aarch64_with_pi_telemetry(board_target: SshTarget) -> None:
 def test_int8_variant_runs_ok_on_arm(board_target: SshTarget, int8_model: Path) -> None:
     doc = board_target.run({"files": {"model": str(int8_model)}, **SPEC}, timeout=300)
     assert doc["status"] == "ok", doc.get("error")
-    assert doc["machine"]["arch"] == "aarch64"
+    assert doc["machine"]["arch"] == "aarch64" and doc["machine"]["cpu_model"] == "Cortex-A72"
+    assert "asimddp" not in doc["machine"]["cpu_features"]  # onnxruntime ran its ARMv8.0 integer kernels
     assert len(doc["latencies_ns"]) >= 5
     assert not throttling_started(doc)
 
@@ -106,3 +114,40 @@ def test_doctor_on_the_board(board_target: SshTarget) -> None:
     assert checks["cpu features"].ok and "asimd" in checks["cpu features"].detail
     assert checks["temperature"].ok and checks["throttle flags"].ok
     assert not checks["cpu governor"].ok and "performance" in checks["cpu governor"].fix
+
+
+def test_pi5_board_has_dot_product_and_runs_int8(arm64_board_pi5, int8_model: Path) -> None:
+    target = SshTarget(arm64_board_pi5.alias, ssh_config=arm64_board_pi5.ssh_config)
+    target.open()
+    try:
+        doc = target.run({"files": {"model": str(int8_model)}, **SPEC}, timeout=300)
+    finally:
+        target.close()
+    assert doc["status"] == "ok", doc.get("error")
+    m = doc["machine"]
+    assert m["cpu_model"] == "Cortex-A76" and m["cpu_emulated"] == "qemu cortex-a76"
+    assert m["board_model"].startswith("Raspberry Pi 5") and m["cpu_max_freq_mhz"] == 2400.0
+    assert "asimddp" in m["cpu_features"] and "i8mm" not in m["cpu_features"]
+
+
+def test_onnxruntime_that_dies_on_a_pi4_is_reported_with_the_fix(arm64_board, arm64_board_pi5, mlp_model) -> None:
+    """onnxruntime 1.21.0's aarch64 wheel (real, from PyPI) kills Python with SIGILL on a Cortex-A72, as on a
+    real Pi 4 (onnxruntime issue 23957); on a Pi 5's Cortex-A76 it imports."""
+    python = board_venv(arm64_board, "ort-1.21.0", "onnxruntime==1.21.0")
+    pi4 = SshTarget(arm64_board.alias, ssh_config=arm64_board.ssh_config, python=python)
+    try:
+        ort = {c.name: c for c in doctor(pi4, timeout=180)}["onnxruntime"]
+        assert not ort.ok and "SIGILL (illegal instruction)" in ort.detail and "1.21.0" in ort.detail
+        assert f"{python} -m pip install onnxruntime==1.21.1" in ort.fix and "Cortex-A72" in ort.fix
+        # a measurement started anyway (no open()): the runner dies on import, the harness says why
+        with pytest.raises(SshError, match=r"SIGILL.*install instead: .*onnxruntime==1\.21\.1"):
+            pi4.run({"files": {"model": str(mlp_model)}, **SPEC}, timeout=300)
+        with pytest.raises(SshError, match=r"SIGILL"):
+            pi4.open()
+    finally:
+        pi4.close()
+    pi5 = SshTarget(arm64_board_pi5.alias, ssh_config=arm64_board_pi5.ssh_config, python=python)
+    try:
+        assert pi5.probe(timeout=180)["machine"]["onnxruntime"] == "1.21.0"
+    finally:
+        pi5.close()
