@@ -89,8 +89,8 @@ def doctor(target: Target, timeout: float = 60.0) -> list[Check]:
         checks.append(Check("providers", bool(offered), ", ".join(offered) or "onnxruntime offers none",
                             "" if offered else f"{exe} -m pip install --force-reinstall onnxruntime"))
     arch = m.get("arch") or "unknown"
-    emulated = f" (emulated: {m['cpu_emulated']})" if m.get("cpu_emulated") else ""
-    checks.append(Check("arch", bool(m.get("arch")), f"{arch}, {m.get('cpu_model')}{emulated}, {m.get('cores')} cores, "
+    cpu = f"{m.get('cpu_model')}" + (f" (emulated: {m['cpu_emulated']})" if m.get("cpu_emulated") else "")
+    checks.append(Check("arch", bool(m.get("arch")), f"{arch}, {cpu}, {m.get('cores')} cores, "
                                                     f"{m.get('ram_mb')} MB RAM, {m.get('os')}"))  # fmt: skip
     checks.append(Check("cpu features", m.get("cpu_features") is not None, int8_kernels(m), required=False))
     tel = doc.get("telemetry_start") or {}

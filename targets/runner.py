@@ -420,7 +420,8 @@ def onnxruntime_crash(signum, python, where, package=None, version=None):
     if signum == 4:
         meaning = "this build (%s) uses CPU instructions this CPU lacks" % build
     else:
-        meaning = "this build (%s) cannot run on this machine (it crashed detecting the CPU or loading a library)" % build
+        meaning = ("this build (%s) cannot run on this machine (it crashed detecting the CPU or loading a library)"
+                   % build)
     what = "`import onnxruntime` killed %s with %s on %s: %s" % (python, signame, where, meaning)
     known = _ORT_CRASHES.get(version) if package == "onnxruntime" else None
     if known:
