@@ -143,7 +143,8 @@ def test_connection_killed_mid_measurement(loopback_sshd, ssh_target: SshTarget,
 
 
 def test_runner_killed_on_the_board(loopback_sshd, ssh_target: SshTarget, mlp_model: Path) -> None:
-    spec = {"files": {"model": str(mlp_model)}, "min_time_s": 20, "max_time_s": 20}
+    # max_iterations too: at the default 10,000 calls the tiny model's run ends in ~0.2 s, before the kill
+    spec = {"files": {"model": str(mlp_model)}, "min_time_s": 20, "max_time_s": 20, "max_iterations": 10**9}
     thread, out = _run_in_thread(ssh_target, spec, timeout=60)
     pids = wait_for(lambda: processes_of(loopback_sshd.user, "runner.py -"), timeout=20)
     assert pids
