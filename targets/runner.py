@@ -29,6 +29,9 @@ The spec (JSON object; every key optional except where noted):
                   against its `y` (skipped when the file has no `y`)
   models, block_size, n_blocks, drop_per_block   paired mode: alternate models in blocks of calls
   block_time_s    paired mode: a block of a slow model holds fewer calls, so that it lasts about this long
+  streams         bench mode: N (or "auto", one per core) concurrent streams after the single-stream loop
+                  (see streams_phase); stream_sessions "separate" (default) or "shared", stream_threads the
+                  intra-op threads of each stream (default: intra_op_threads, else cores // N)
 
 The output's last line is the JSON document; exit code 0 when status is "ok", 3 when the runner
 reports a failure of its own (status is a short error class, error the message).
@@ -50,7 +53,8 @@ import time
 # RUNNER_VERSION changes whenever the spec or the document changes meaning; the harness refuses a runner of
 # another version (a stale copy on a board) rather than misread it.
 # 2: the spec's providers; the bench document's providers and placement
-RUNNER_VERSION = 2
+# 3: bench mode's streams phase (spec streams, stream_sessions, stream_threads; the document's stream_*)
+RUNNER_VERSION = 3
 REPORTED_ERROR_EXIT = 3  # exit code when the document describes a failure of the measurement (status != ok)
 
 # The statuses a runner document carries. A failure that depends on the model, the spec or the software
@@ -1044,7 +1048,127 @@ def bench(spec):
     result["peak_rss_mb"] = peak_rss_mb()
     if spec.get("accuracy"):
         result["accuracy"] = evaluate(session, plan, spec)
+    if spec.get("streams"):
+        session = None  # its idle thread pool would share the cores with the streams
+        result.update(streams_phase(path, spec, feeds, outputs, plan.batch))
     return result
+
+
+# ---------------------------------------------------------------- concurrent streams: what the board can deliver
+#
+# The single-stream loop answers "how long does one call take"; a board serving several cameras or
+# requests is asked "how many items per second can it deliver". N Python threads each call run() back to
+# back; onnxruntime releases the GIL inside run(), so the calls overlap on the cores. Each thread has its
+# own session by default ("separate"); "shared" puts every thread on one session (one copy of the weights).
+
+STREAM_SESSIONS = ("separate", "shared")
+
+
+def stream_plan(streams, cores, threads=None):
+    """(number of streams, intra-op threads per stream) for a spec's "streams" value on `cores` cores.
+
+    Unless `threads` is given, each stream gets cores // N threads (at least one), so that streams x threads
+    never asks for more threads than there are cores: oversubscribed intra-op pools spin against each other.
+    """
+    cores = max(1, int(cores or 1))
+    if streams == "auto":
+        n = cores
+    else:
+        try:
+            n = int(streams)
+        except (TypeError, ValueError):
+            n = 0
+        if n < 1 or str(streams).strip() != str(n):
+            raise RunnerError("bad_spec", "streams must be a whole number >= 1 or \"auto\" (got %r)" % (streams,))
+    return n, int(threads) if threads else max(1, cores // n)
+
+
+def concurrent_loops(runs, warmup, settings):
+    """Run each callable of `runs` back to back in its own thread; per-call times of every stream.
+
+    All streams warm up together, then start the timed phase at one barrier. The phase ends for all of
+    them when the stopping rule (min_iterations, min_time_s, max_time_s, max_iterations) holds for their
+    total calls; only calls that ended by then count, so every counted call ran with all N streams busy.
+    Returns (latencies_ns per stream, ns from each stream's start to the end of its last counted call).
+    """
+    import threading
+
+    min_iterations, min_time_s, max_time_s, max_iterations = settings
+    min_ns, max_ns = int(min_time_s * 1e9), int(max_time_s * 1e9)
+    clock = time.perf_counter_ns
+    n = len(runs)
+    durations = [[] for _ in runs]
+    ends = [[] for _ in runs]
+    starts = [0] * n
+    stop_at = [None]  # the clock when the rule was met: the end of the timed window
+    errors = []
+    barrier = threading.Barrier(n)
+
+    def stream(i):
+        run, mine, my_ends = runs[i], durations[i], ends[i]
+        try:
+            _timed_loop(run, *warmup)
+        except Exception as exc:  # noqa: BLE001 - reported after the join, with the model's message
+            errors.append(exc)
+        barrier.wait()
+        if errors:
+            return
+        start = starts[i] = clock()
+        try:
+            while stop_at[0] is None:
+                t0 = clock()
+                run()
+                t1 = clock()
+                mine.append(t1 - t0)
+                my_ends.append(t1)
+                elapsed = t1 - start
+                total = sum(len(d) for d in durations)
+                if (total >= min_iterations and elapsed >= min_ns) or elapsed >= max_ns or total >= max_iterations:
+                    if stop_at[0] is None:
+                        stop_at[0] = t1
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+            stop_at[0] = clock()
+
+    threads = [threading.Thread(target=stream, args=(i,), name="edgebench-stream-%d" % i) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise RunnerError("run_failed", "a stream's inference failed: %s" % _ort_message(errors[0]))
+    latencies, spans = [], []
+    for i in range(n):
+        counted = sum(1 for t1 in ends[i] if t1 <= stop_at[0])
+        latencies.append(durations[i][:counted])
+        spans.append(ends[i][counted - 1] - starts[i] if counted else 0)
+    return latencies, spans
+
+
+def streams_phase(path, spec, feeds, outputs, batch):
+    """N concurrent streams on this model: total items/s and every stream's per-call latencies."""
+    n, per_stream = stream_plan(spec["streams"], _cores(), spec.get("stream_threads") or spec.get("intra_op_threads"))
+    mode = spec.get("stream_sessions") or STREAM_SESSIONS[0]
+    if mode not in STREAM_SESSIONS:
+        raise RunnerError("bad_spec", "stream_sessions must be one of %s (got %r)" % (", ".join(STREAM_SESSIONS), mode))
+    stream_spec = dict(spec, intra_op_threads=per_stream)
+    shared = open_session(path, stream_spec) if mode == "shared" else None
+    sessions = [shared or open_session(path, stream_spec) for _ in range(n)]
+    runs = [(lambda s=s: s.run(outputs, feeds)) for s in sessions]
+    warmup = _loop_settings(spec.get("warmup") or {}, DEFAULTS["warmup"])
+    settings = _loop_settings(spec, DEFAULTS)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        latencies, spans = concurrent_loops(runs, warmup, settings)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    rates = [len(lat) / (span / 1e9) for lat, span in zip(latencies, spans) if span > 0]
+    return {"streams": n, "stream_threads": per_stream, "stream_sessions": mode,
+            "stream_latencies_ns": latencies, "stream_span_ns": spans,
+            "throughput_ips_streams": batch * sum(rates) if rates else None,
+            "stream_peak_rss_mb": peak_rss_mb()}
 
 
 def evaluate(session, plan, spec, chunk=64):
