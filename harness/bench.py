@@ -261,8 +261,11 @@ class Scheduler:
 def _describe(row: SummaryRow) -> str:
     if row.status != "ok" or row.latency_ms_median is None:
         return f"{row.status}: {row.error}"
+    streams = (f"; {row.streams} streams: {row.throughput_ips_streams:.4g} items/s"
+               if row.throughput_ips_streams is not None else "")
     return (f"median {row.latency_ms_median:.4g} ms "
-            f"(95% CI {row.latency_ms_ci95_low:.4g}-{row.latency_ms_ci95_high:.4g}) over {row.n_processes} processes")
+            f"(95% CI {row.latency_ms_ci95_low:.4g}-{row.latency_ms_ci95_high:.4g}) over {row.n_processes} processes"
+            + streams)
 
 
 @dataclass

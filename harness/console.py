@@ -43,16 +43,23 @@ def format_summary(rows: Iterable[Any]) -> list[str]:
     """The compact result table of `bench` and `run` (SummaryRow objects or dicts)."""
     headers = ["variant", "target", "median ms", "p90 ms", "p99 ms", "95% CI ms", "items/s", "init ms",
                "peak RSS MB", "accuracy", "status"]
+    rows = list(rows)
+    getters = [r.get if isinstance(r, dict) else (lambda k, r=r: getattr(r, k, None)) for r in rows]
+    streams = any(g("throughput_ips_streams") not in (None, "") for g in getters)
+    if streams:  # beside the single-stream items/s, never in its place
+        headers[7:7] = ["streams", "items/s N streams", "stream p90 ms"]
     body = []
-    for r in rows:
-        g = r.get if isinstance(r, dict) else lambda k, r=r: getattr(r, k, None)
+    for r, g in zip(rows, getters):
         ci = "-" if g("latency_ms_ci95_low") in (None, "") else \
             f"{format_number(g('latency_ms_ci95_low'))}-{format_number(g('latency_ms_ci95_high'))}"
         acc = g("accuracy")
         body.append([
             g("variant"), g("target"), *(format_number(g(k)) for k in ("latency_ms_median", "latency_ms_p90",
                                                                         "latency_ms_p99")),
-            ci, format_number(g("throughput_ips")), format_number(g("init_ms")), format_number(g("peak_rss_mb")),
+            ci, format_number(g("throughput_ips")),
+            *([format_number(g("streams")), format_number(g("throughput_ips_streams")),
+               format_number(g("stream_latency_ms_p90"))] if streams else []),
+            format_number(g("init_ms")), format_number(g("peak_rss_mb")),
             "-" if acc in (None, "") else f"{float(acc):.2%}",
             g("status") + (" (throttled)" if str(g("throttled")).lower() == "true" else ""),
         ])

@@ -14,6 +14,7 @@ from harness.inputs import InputValue, describe_fed, runner_inputs
 from harness.providers import ProviderSpec, fallback_of, runner_providers, used_cell
 from harness.stats import Summary, summarize
 from targets.runner import DEFAULTS as RUNNER_DEFAULTS
+from harness.streams import STREAM_SESSIONS
 from targets.telemetry import measurement_throttled
 
 
@@ -43,6 +44,9 @@ class RunSpec:
     seed: int = 0
     inputs: tuple[InputValue, ...] = ()  # --input values; the rest come from `data`, or are random floats
     providers: tuple[ProviderSpec, ...] = ()  # execution providers in priority order; () = CPU only
+    # Concurrent streams after the single-stream loop (None: none, today's measurement); "auto" = one per core
+    streams: int | str | None = None
+    stream_sessions: str = "separate"  # each stream its own session, or "shared": one session for all
 
     def __post_init__(self) -> None:
         checks = [
@@ -55,6 +59,7 @@ class RunSpec:
             (self.max_time_s >= self.min_time_s, "--max-time must be at least --min-time"),
             (self.timeout_s > self.max_time_s, "--timeout must exceed --max-time (the runner also starts up)"),
             (self.seed >= 0, "--seed must be 0 or more (it seeds the random inputs)"),
+            (self.stream_sessions in STREAM_SESSIONS, f"--stream-sessions must be one of {', '.join(STREAM_SESSIONS)}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -76,6 +81,9 @@ class RunSpec:
         if self.inputs:  # only when given, so results measured before --input existed keep their hash
             key["inputs"] = [v.identity() for v in self.inputs]
         key.update(runner_providers(self.providers))  # likewise: CPU-only results keep their hash
+        if self.streams is not None:  # likewise: single-stream results keep their hash
+            key["streams"] = self.streams
+            key["stream_sessions"] = self.stream_sessions
         return key
 
     def settings_hash(self) -> str:
@@ -99,6 +107,8 @@ class RunSpec:
             "max_time_s": self.max_time_s,
             "max_iterations": self.max_iterations,
             "accuracy": accuracy and self.data is not None,
+            "streams": self.streams,
+            "stream_sessions": self.stream_sessions,
         }
 
 
@@ -125,6 +135,12 @@ class ProcessRun:
     inputs: tuple[dict[str, Any], ...] = ()  # what the runner fed each input (name, dtype, shape, source, value)
     providers: tuple[str, ...] = ()  # the session's providers, in priority order
     placement: dict[str, Any] | None = None  # nodes per provider in a profiled call (when not CPU only)
+    # the streams phase, when one was asked: N as run, threads per stream, every stream's call times
+    streams: int | None = None
+    stream_threads: int | None = None
+    stream_sessions: str | None = None
+    stream_latencies_ms: tuple[tuple[float, ...], ...] = ()
+    throughput_ips_streams: float | None = None
 
     @classmethod
     def from_runner(cls, index: int, doc: dict[str, Any]) -> ProcessRun:
@@ -149,6 +165,11 @@ class ProcessRun:
             inputs=tuple(doc.get("inputs") or ()),
             providers=tuple(doc.get("providers") or ()),
             placement=doc.get("placement"),
+            streams=doc.get("streams"),
+            stream_threads=doc.get("stream_threads"),
+            stream_sessions=doc.get("stream_sessions"),
+            stream_latencies_ms=tuple(tuple(v / 1e6 for v in s) for s in doc.get("stream_latencies_ns") or ()),
+            throughput_ips_streams=doc.get("throughput_ips_streams"),
         )
 
     def to_doc(self) -> dict[str, Any]:
@@ -159,7 +180,10 @@ class ProcessRun:
                "throughput_ips": self.throughput_ips, "rss_before_session_mb": self.rss_before_session_mb,
                "rss_after_session_mb": self.session_rss_mb, "peak_rss_mb": self.peak_rss_mb,
                "telemetry_start": self.telemetry_start, "telemetry_end": self.telemetry_end, "machine": self.machine,
-               "accuracy": self.accuracy, "batch_size": self.batch_size, "inputs": list(self.inputs)}
+               "accuracy": self.accuracy, "batch_size": self.batch_size, "inputs": list(self.inputs),
+               "streams": self.streams, "stream_threads": self.stream_threads, "stream_sessions": self.stream_sessions,
+               "stream_latencies_ns": [ns(s) for s in self.stream_latencies_ms],
+               "throughput_ips_streams": self.throughput_ips_streams}
         return {k: v for k, v in doc.items() if v not in (None, [], {})}
 
     @property

@@ -74,6 +74,13 @@ def _ranges(cores: list[int]) -> str:
         else:
             parts.append(str(c))
     return ",".join(parts)
+def streams_arg(text: str) -> tuple:
+    from harness.streams import parse_streams
+
+    try:
+        return parse_streams(text)
+    except EdgebenchError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_target_options(p: argparse.ArgumentParser) -> None:
@@ -87,6 +94,7 @@ def add_target_options(p: argparse.ArgumentParser) -> None:
 def add_measure_options(p: argparse.ArgumentParser) -> None:
     """Flags that shape a measurement (shared by bench and run); their defaults are RunSpec's."""
     from harness.measurement import RunSpec
+    from harness.streams import STREAM_SESSIONS, STREAMS_HELP
 
     d = RunSpec()
     p.add_argument("--threads", type=int, metavar="N", help="onnxruntime intra-op threads (default: its own)")
@@ -106,6 +114,9 @@ def add_measure_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=positive_float, default=d.timeout_s, metavar="S",
                    help=f"stop a runner process after this long ({d.timeout_s:g})")
     add_input_options(p)
+    p.add_argument("--streams", type=streams_arg, metavar="N[,N...]", help=STREAMS_HELP)
+    p.add_argument("--stream-sessions", choices=STREAM_SESSIONS, default=STREAM_SESSIONS[0],
+                   help="with --streams: a session per stream (separate, default) or one shared by all")
     p.add_argument("--cpu", type=cores_arg, default=(), metavar="CORES", help="pin runner processes to cores, e.g. 1 or 0-1")
     add_provider_option(p)
     p.add_argument("--seed", type=int, default=d.seed, help="random inputs and schedule order")
@@ -157,18 +168,23 @@ def inputs_from(args: argparse.Namespace) -> tuple[Path | None, tuple]:
     return data, parse_inputs(args.input)
 
 
-def run_spec_from(args: argparse.Namespace):
+def run_specs_from(args: argparse.Namespace) -> list:
+    """The RunSpecs the measurement flags ask for: one, or one per --streams value."""
+    from dataclasses import replace
+
     from harness.measurement import RunSpec
     from harness.providers import parse_providers
 
     data, values = inputs_from(args)
-    return RunSpec(
+    spec = RunSpec(
         batch_size=args.batch, threads=args.threads, processes=args.processes, min_time_s=args.min_time,
         max_time_s=max(args.max_time, args.min_time), min_iterations=args.min_iterations,
         max_iterations=max(args.max_iterations, args.min_iterations), timeout_s=args.timeout,
         shapes=tuple(args.shape), cpu_affinity=tuple(args.cpu), data=data, seed=args.seed, inputs=values,
         providers=parse_providers(args.provider),
+        stream_sessions=args.stream_sessions,
     )
+    return [replace(spec, streams=n) for n in args.streams] if args.streams else [spec]
 
 
 def targets_from(args: argparse.Namespace) -> list:

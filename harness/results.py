@@ -22,6 +22,7 @@ from pathlib import Path
 from targets.cpu import features_text
 from targets.errors import EdgebenchError
 from harness.measurement import Measurement
+from harness.streams import streams_figures
 
 SCHEMA_VERSION = 1
 
@@ -98,6 +99,17 @@ class SummaryRow:
     providers: str = ""
     provider_fallback_nodes: int | None = None
     provider_fallback_ops: str = ""
+    # Concurrent streams (bench --streams; empty without): N streams calling back to back on the target.
+    # throughput_ips above stays the single-stream figure (batch / mean latency of one sequential loop).
+    streams: int | None = None  # N as run ("auto" resolved to the target's cores)
+    stream_threads: int | None = None  # onnxruntime intra-op threads of each stream
+    stream_sessions: str | None = None  # separate (a session per stream) or shared (one for all)
+    throughput_ips_streams: float | None = None  # total items/s of the N streams: median over processes
+    throughput_ips_streams_ci95_low: float | None = None  # bootstrap 95% CI over processes
+    throughput_ips_streams_ci95_high: float | None = None
+    stream_latency_ms_median: float | None = None  # one call as a stream saw it, with N streams busy
+    stream_latency_ms_p90: float | None = None
+    stream_latency_ms_p99: float | None = None
 
 
 @dataclass(frozen=True)
@@ -221,6 +233,7 @@ def summary_row(m: Measurement, warnings: Iterable[str] = ()) -> SummaryRow:
         providers=m.providers_used,
         provider_fallback_nodes=m.fallback[0],
         provider_fallback_ops=m.fallback[1],
+        **streams_figures(ok),
     )
 
 
@@ -266,4 +279,6 @@ def pyperf_name(m: Measurement) -> str:
         parts.append(f"b{m.batch_size}")
     if m.threads:
         parts.append(f"t{m.threads}")
+    if m.settings.get("streams") is not None:
+        parts.append(f"s{m.settings['streams']}")
     return " ".join(parts)

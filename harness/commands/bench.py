@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.options import add_measure_options, add_target_options, output_folder, run_spec_from, targets_from
+from harness.options import add_measure_options, add_target_options, output_folder, run_specs_from, targets_from
 
 EXIT_MEASUREMENT_FAILED = 1
 
@@ -25,7 +25,8 @@ def run(args: argparse.Namespace) -> int:
     from harness.results import new_run_id
     from harness.runfolder import RunFolder
 
-    spec = run_spec_from(args)
+    specs = run_specs_from(args)
+    spec = specs[0]
     targets = targets_from(args)
     run_id = new_run_id()
     out = args.out or Path("results") / run_id
@@ -34,11 +35,14 @@ def run(args: argparse.Namespace) -> int:
     if spec.data is not None:
         check_data(spec.data, items)
     output_folder(out)  # after every check: a refused command leaves no empty folder behind
+    sweep = f" x {len(specs)} stream counts" if len(specs) > 1 else ""
+    rows = []
     with RunFolder(out, progress) as folder:  # an earlier, interrupted bench into the same --out resumes
-        progress(f"run {run_id}: {len(items)} model(s) x {len(targets)} target(s) x {spec.processes} processes "
-                 f"-> {out}")
-        outcomes = measure(items, targets, spec, folder, run_id, progress, seed=args.seed)
-    rows = [r for o in outcomes for r in o.rows]
+        progress(f"run {run_id}: {len(items)} model(s) x {len(targets)} target(s){sweep} x {spec.processes} "
+                 f"processes -> {out}")
+        for spec in specs:  # a --streams sweep: one stream count after the other, each interleaved over the models
+            outcomes = measure(items, targets, spec, folder, run_id, progress, seed=args.seed)
+            rows += [r for o in outcomes for r in o.rows]
     if not rows and items:
         print(f"everything is already measured in {out} (remove it or give another --out to measure again)")
         return 0
