@@ -15,6 +15,7 @@ from targets.errors import EdgebenchError
 from harness.inputs import InputValue, check_unique, input_value
 from harness.providers import ProviderSpec, parse_providers
 from harness.measurement import RunSpec
+from harness.streams import parse_streams
 
 DEFAULT_TOML = """\
 # edgebench experiment: the built-in default (`edgebench run` with no argument runs exactly this).
@@ -64,6 +65,8 @@ min_time_s = 0.5                 # timed seconds per process
 max_time_s = 30.0
 min_iterations = 20
 timeout_s = 120.0
+# streams = [1, 2, "auto"]        # also measure N concurrent streams (total items/s; "auto" = one per core)
+# stream_sessions = "separate"   # a session per stream, or "shared": one for all
 # inputs = { sr = 16000, state = "state.npy", ids = "random" }   # values for named model inputs:
 #                                  # integer, bool and scalar inputs need one (never invented)
 # providers = ["OpenVINOExecutionProvider:device_type=CPU"]   # onnxruntime execution providers, highest
@@ -80,7 +83,8 @@ _MEASURE_FIELDS: dict[str, tuple[str, type, float, Any]] = {
     "max_iterations": ("max_iterations", int, 1, 10000), "timeout_s": ("timeout_s", float, 0, 120.0),
     "seed": ("seed", int, 0, 0),
 }
-_MEASURE_KEYS = {"batch_sizes", "threads", "cpu", "inputs", "providers", *_MEASURE_FIELDS}
+_MEASURE_KEYS = {"batch_sizes", "threads", "cpu", "inputs", "providers", "streams", "stream_sessions",
+                 *_MEASURE_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,7 @@ class Experiment:
     data: Path | None = None
     batch_sizes: tuple[int, ...] = (1,)
     threads: tuple[int | None, ...] = (None,)
+    streams: tuple[int | str | None, ...] = (None,)  # None: no streams phase (single-stream only)
     measure: dict[str, Any] = field(default_factory=dict)
     int8_select_on: str = "build"
     int8_tolerance: float = 1.0
@@ -110,12 +115,15 @@ class Experiment:
     providers: tuple[ProviderSpec, ...] = ()
 
     def run_specs(self, data: Path | None = None) -> list[RunSpec]:
-        """One RunSpec per (batch size, thread count); a setting the experiment leaves out keeps RunSpec's default."""
+        """One RunSpec per (batch size, thread count, stream count); a setting the experiment leaves out keeps
+        RunSpec's default."""
         m = self.measure
         given = {field: kind(m[key]) for key, (field, kind, _, _) in _MEASURE_FIELDS.items() if key in m}
+        if "stream_sessions" in m:
+            given["stream_sessions"] = str(m["stream_sessions"])
         return [RunSpec(batch_size=b, threads=t, cpu_affinity=tuple(m.get("cpu", ())), data=data,
-                        inputs=self.inputs, providers=self.providers, **given)
-                for b in self.batch_sizes for t in self.threads]
+                        inputs=self.inputs, providers=self.providers, streams=n, **given)
+                for b in self.batch_sizes for t in self.threads for n in self.streams]
 
 
 def _fail(where: str, problem: str, fix: str) -> EdgebenchError:
@@ -234,6 +242,7 @@ def parse_experiment(doc: dict[str, Any], base: Path, source: str) -> Experiment
         measure = {**measure, "cpu": _int_list(f"{source}: measure.cpu", measure["cpu"], 0)}
     batch_sizes = _int_list(f"{source}: measure.batch_sizes", measure.get("batch_sizes", [1]), 1)
     threads = tuple(t or None for t in _int_list(f"{source}: measure.threads", measure.get("threads", [0]), 0))
+    streams = parse_streams(measure["streams"], f"{source}: measure.streams: ") if "streams" in measure else (None,)
     build = doc.get("build", {})
     if not isinstance(build, dict):
         raise _fail(f"{source}: build", "must be a table", 'write [build] then int8_select_on = "build"')
@@ -253,7 +262,9 @@ def parse_experiment(doc: dict[str, Any], base: Path, source: str) -> Experiment
     experiment = Experiment(
         name=str(name), out=out if out.is_absolute() else (base / out), models=tuple(models),
         variants=variants, targets=targets, data=data, batch_sizes=batch_sizes, threads=threads,
-        measure={k: v for k, v in measure.items() if k not in ("batch_sizes", "threads", "inputs", "providers")},
+        streams=streams,
+        measure={k: v for k, v in measure.items()
+                 if k not in ("batch_sizes", "threads", "streams", "inputs", "providers")},
         inputs=inputs, providers=providers,
         int8_select_on=str(select_on), int8_tolerance=float(tolerance),
     )
