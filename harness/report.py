@@ -19,6 +19,7 @@ from harness.console import format_number
 from targets.errors import EdgebenchError
 from harness.results import SAMPLES_CSV, SUMMARY_CSV, read_csv_rows
 from targets.fileio import atomic_write_text
+from harness.streams import report_section
 
 REPORT_MD = "report.md"
 BASELINE = "fp32"
@@ -318,7 +319,8 @@ def write_report(out_dir: Path, comparer: Comparer | None = None) -> Path:
             f1 = f"{r['f1_macro']:.3f}" if _float(r["f1_macro"]) is not None else "–"
             kib = lambda v: _fmt(v / 1024) if _float(v) else "–"  # noqa: E731
             status = r["status"] + (" (throttled)" if str(r.get("throttled")).lower() == "true" else "")
-            lines.append(f"| {r['variant']} | {_fmt(r['latency_ms_median'])} | {_fmt(r['latency_ms_p90'])} | "
+            streams = f" · {int(r['streams'])} streams" if _float(r.get("streams")) else ""
+            lines.append(f"| {r['variant']}{streams} | {_fmt(r['latency_ms_median'])} | {_fmt(r['latency_ms_p90'])} | "
                          f"{_fmt(r['latency_ms_p99'])} | {ci} | {_fmt(r['throughput_ips'])} | "
                          f"{kib(r['model_bytes'])} | {kib(r['model_zip_bytes'])} | {_fmt(r['params'])} | {acc} | "
                          f"{f1} | {sp} | {verdict} | {status} |")
@@ -332,6 +334,7 @@ def write_report(out_dir: Path, comparer: Comparer | None = None) -> Path:
             lines += ["", "### Measurement warnings", ""]
             lines += [f"- {r['variant']}: {r['warnings']}" for _, r in warned.iterrows()]
         lines.append("")
+        lines += report_section(trows.to_dict("records"), out_dir, target, suffix)
         for title, name in _plots(out_dir, target, trows, samples, speed, suffix):
             lines += [f"### {title}", "", f"![{title}]({name})", ""]
     path = out_dir / REPORT_MD

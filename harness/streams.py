@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from harness.stats import bootstrap_median_ci, percentile
@@ -92,3 +93,53 @@ def curves(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], list[tuple[i
                  float(r.get("stream_latency_ms_median") or "nan"))
         found.setdefault((r["variant"], r["target"]), {})[n] = point
     return {key: [points[n] for n in sorted(points)] for key, points in found.items()}
+
+
+def report_section(rows: Iterable[dict[str, Any]], out: Path, target: str, suffix: str) -> list[str]:
+    """report.md lines for one target's streams rows: a table and the latency/throughput curve (empty without)."""
+    found = curves(rows)
+    found = {v: pts for (v, t), pts in found.items() if t == target}
+    if not found:
+        return []
+    lines = ["### Throughput with concurrent streams", "",
+             "N streams call the model back to back at once (each with its own intra-op threads); items/s is "
+             "their total, median over processes with its 95% interval. `items/s` in the table above is one "
+             "stream calling sequentially.", "",
+             "| variant | streams | items/s (95% CI) | vs 1 stream | per-stream median ms |", "|---|---|---|---|---|"]
+    for variant, points in found.items():
+        one = next((p[1] for p in points if p[0] == 1), None)
+        for n, ips, low, high, lat in points:
+            gain = f"{ips / one:.2f}×" if one else "–"
+            lines.append(f"| {variant} | {n} | {ips:,.0f} ({low:,.0f}–{high:,.0f}) | {gain} | {lat:.4g} |")
+    lines += ["", "### Latency and throughput by stream count", "", f"![streams](streams{suffix}.png)", ""]
+    _plot(found, out / f"streams{suffix}.png", target)
+    return lines
+
+
+def _plot(found: dict[str, list[tuple[int, float, float, float, float]]], path: Path, target: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for variant, points in found.items():
+        ns = [p[0] for p in points]
+        ips = [p[1] for p in points]
+        err = [[p[1] - p[2] for p in points], [p[3] - p[1] for p in points]]
+        line = ax1.errorbar(ns, ips, yerr=err, marker="o", capsize=3, label=variant)
+        ax2.plot(ips, [p[4] for p in points], marker="o", color=line[0].get_color(), label=variant)
+        for n, x, y in zip(ns, ips, (p[4] for p in points)):
+            ax2.annotate(f"N={n}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax1.set_xlabel("concurrent streams N")
+    ax1.set_ylabel("total items/s (bars: 95% CI over processes)")
+    ax1.set_xticks(sorted({p[0] for pts in found.values() for p in pts}))
+    ax2.set_xlabel("total items/s")
+    ax2.set_ylabel("per-stream median latency (ms)")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Latency/throughput curve on {target}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
