@@ -76,6 +76,15 @@ def _round(value: float | None, digits: int = 6) -> float | None:
     return None if value is None or math.isnan(value) else round(float(value), digits)
 
 
+def _number(value: Any) -> float | None:
+    """A cell as a number; None for an empty cell, NaN (pandas' empty) or text."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
 def curves(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], list[tuple[int, float, float, float, float]]]:
     """Per (variant, target): (N, items/s, its CI low, CI high, per-stream median ms) sorted by N.
 
@@ -84,13 +93,14 @@ def curves(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], list[tuple[i
     """
     found: dict[tuple[str, str], dict[int, tuple[int, float, float, float, float]]] = {}
     for r in rows:
-        if r.get("status") != "ok" or not r.get("streams") or not r.get("throughput_ips_streams"):
+        ips = _number(r.get("throughput_ips_streams"))
+        if r.get("status") != "ok" or _number(r.get("streams")) is None or ips is None:
             continue
-        n = int(r["streams"])
-        point = (n, float(r["throughput_ips_streams"]),
-                 float(r.get("throughput_ips_streams_ci95_low") or r["throughput_ips_streams"]),
-                 float(r.get("throughput_ips_streams_ci95_high") or r["throughput_ips_streams"]),
-                 float(r.get("stream_latency_ms_median") or "nan"))
+        n = int(_number(r["streams"]))  # type: ignore[arg-type]
+        low, high = _number(r.get("throughput_ips_streams_ci95_low")), _number(r.get("throughput_ips_streams_ci95_high"))
+        latency = _number(r.get("stream_latency_ms_median"))
+        point = (n, ips, ips if low is None else low, ips if high is None else high,
+                 math.nan if latency is None else latency)
         found.setdefault((r["variant"], r["target"]), {})[n] = point
     return {key: [points[n] for n in sorted(points)] for key, points in found.items()}
 

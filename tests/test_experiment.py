@@ -55,6 +55,9 @@ def write(tmp_path, text):
     ('[[models]]\nmodel = "zoo:resnet"\n[measure]\nbatch_sizes = [0]', ["batch_sizes"]),
     ('[[models]]\nmodel = "zoo:resnet"\n[data]\npath = "none.npz"', ["data.path", "does not exist"]),
     ('[[models]\nmodel = ', ["not valid TOML"]),
+    ('[[models]]\nmodel = "zoo:resnet"\n[measure]\nstreams = [0]', ["measure.streams", "auto"]),
+    ('[[models]]\nmodel = "zoo:resnet"\n[measure]\nstreams = [2, 2]', ["measure.streams", "twice"]),
+    ('[[models]]\nmodel = "zoo:resnet"\n[measure]\nstreams = 2\nstream_sessions = "pool"', ["stream_sessions"]),
 ])
 def test_invalid_experiments_name_the_key_and_the_fix(tmp_path, text, words):
     with pytest.raises(EdgebenchError) as err:
@@ -73,3 +76,13 @@ def test_relative_paths_resolve_against_the_experiment_file(tmp_path):
     exp = load_experiment(write(tmp_path, 'out = "r"\n[[models]]\nmodel = "zoo:resnet"\nweights = "w.pt"'))
     assert exp.models[0].weights == (tmp_path / "w.pt").resolve()
     assert exp.out == tmp_path / "r"
+
+
+def test_a_streams_sweep_is_one_run_spec_per_stream_count(tmp_path):
+    exp = load_experiment(write(tmp_path, '[[models]]\nmodel = "zoo:resnet"\n[measure]\nthreads = [1]\n'
+                                          'streams = [1, 2, "auto"]\nstream_sessions = "shared"'))
+    specs = exp.run_specs()
+    assert [s.streams for s in specs] == [1, 2, "auto"] and {s.stream_sessions for s in specs} == {"shared"}
+    assert len({s.settings_hash() for s in specs}) == 3  # streams is part of a measurement's identity
+    default = load_experiment(None).run_specs()
+    assert all(s.streams is None and "streams" not in s.settings_key() for s in default)

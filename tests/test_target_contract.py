@@ -80,3 +80,15 @@ def test_timeout_stops_the_runner(target: Target, mlp_model: Path) -> None:
     assert doc["status"] == "timeout"
     assert "3 s" in doc["error"]
     assert time.monotonic() - t0 < 15
+
+
+def test_streams_give_every_stream_its_calls(target: Target, mlp_model: Path) -> None:
+    doc = target.run({"files": {"model": str(mlp_model)}, **FAST, "streams": 2}, timeout=60)
+    assert doc["status"] == "ok", doc.get("error")
+    assert doc["streams"] == 2 and doc["stream_sessions"] == "separate"
+    assert doc["stream_threads"] == max(1, doc["machine"]["cores"] // 2)  # streams x threads <= cores
+    assert len(doc["stream_latencies_ns"]) == 2 and all(len(s) >= 1 for s in doc["stream_latencies_ns"])
+    assert sum(len(s) for s in doc["stream_latencies_ns"]) >= 5
+    rates = [len(s) / (span / 1e9) for s, span in zip(doc["stream_latencies_ns"], doc["stream_span_ns"])]
+    assert doc["throughput_ips_streams"] == pytest.approx(sum(rates))
+    assert doc["latencies_ns"]  # the single-stream loop still ran: its latency stays the default figure

@@ -240,3 +240,46 @@ def test_a_bad_input_value_is_one_line(tmp_path):
     assert_one_line_error(edgebench("bench", model, "--input", "sr=sixteen"), "--input sr=sixteen", ".npy")
     proc = edgebench("bench", model, "--shape", "input=1,D1")
     assert proc.returncode == 2 and "in place of D1" in proc.stderr
+
+
+def test_bench_streams_sweep_adds_capacity_columns_and_a_curve(tmp_path):
+    model = onnx_models.mlp(tmp_path / "mlp.onnx")
+    out = tmp_path / "out"
+    proc = edgebench("bench", model, "--streams", "1,2", "--threads", "1", "--out", out, *FAST)
+    assert proc.returncode == 0, proc.stderr
+    assert "items/s N streams" in proc.stdout
+    rows = pd.read_csv(out / "summary.csv").sort_values("streams")
+    assert rows["streams"].tolist() == [1, 2] and rows["stream_threads"].tolist() == [1, 1]
+    assert rows["settings_hash"].nunique() == 2 and (rows["stream_sessions"] == "separate").all()
+    for _, r in rows.iterrows():
+        assert r["status"] == "ok" and r["n_processes"] == 2
+        assert r["throughput_ips"] > 0 and r["latency_ms_median"] > 0  # the single-stream figures stay
+        assert r["throughput_ips_streams_ci95_low"] <= r["throughput_ips_streams"] <= r["throughput_ips_streams_ci95_high"]
+        assert 0 < r["stream_latency_ms_median"] <= r["stream_latency_ms_p90"] <= r["stream_latency_ms_p99"]
+    journal = [json.loads(line) for line in (out / "processes.jsonl").read_text().splitlines()]
+    assert sorted(len(j["result"]["stream_latencies_ns"]) for j in journal) == [1, 1, 2, 2]
+    proc = edgebench("report", out)
+    assert proc.returncode == 0, proc.stderr
+    report = (out / "report.md").read_text()
+    assert "Throughput with concurrent streams" in report and "(streams.png)" in report
+    assert (out / "streams.png").stat().st_size > 10_000
+
+
+def test_bench_without_streams_keeps_the_single_stream_columns_only(tmp_path):
+    model = onnx_models.identity(tmp_path / "id.onnx")
+    out = tmp_path / "out"
+    assert edgebench("bench", model, "--out", out, *FAST).returncode == 0
+    row = pd.read_csv(out / "summary.csv").iloc[0]
+    assert row["throughput_ips"] > 0 and pd.isna(row["streams"]) and pd.isna(row["throughput_ips_streams"])
+
+
+@pytest.mark.parametrize("value, words", [("0", ["0", "auto"]), ("2,2", ["twice"]), ("x", ["'x'"])])
+def test_a_bad_streams_value_is_refused_before_measuring(tmp_path, capsys, value, words):
+    from harness.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", str(tmp_path / "m.onnx"), "--streams", value])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "--streams" in err and "Traceback" not in err
+    for word in words:
+        assert word in err

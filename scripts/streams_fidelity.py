@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""Can `edgebench bench --streams N` be trusted? Its total items/s against a hand-written loop, side by side.
+
+For the default model (the built-in experiment's zoo:resnet at 1x1x32x32, fp32, built or taken from the
+cache with `edgebench compress`), for N = 1 and 2 streams:
+
+1. Fidelity: `edgebench bench --streams N --processes 1` against the multi-threaded onnxruntime loop anyone
+   would write (N threads, a session each, calls back to back for a fixed time, calls / seconds), the
+   two interleaved in rounds (A B A B ..., order shuffled per round). The figure is the ratio of the
+   medians over rounds, with the spread of the per-round ratios; target 0.9-1.1.
+2. Sessions: the same with one session shared by the N threads (`--stream-sessions shared`), so the
+   default (separate sessions) is chosen by measurement.
+3. Context: OpenVINO's benchmark_app `-hint throughput` (its own runtime, not onnxruntime) on the same file,
+   in the same rounds, when the `openvino` wheel is installed (`pip install openvino`; not a dependency).
+
+Usage: python scripts/streams_fidelity.py [--rounds 5] [--seconds 2] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL = ("zoo:resnet", "1,1,32,32")  # the built-in experiment's model and input shape
+
+# The peer: N threads over N sessions (or one shared), each calling run() back to back; onnxruntime
+# releases the GIL in run(). Intra-op threads per stream = cores // N, as edgebench chooses them.
+HAND_LOOP = r"""
+import json, os, sys, threading, time
+import numpy as np, onnxruntime as ort
+path, n, seconds, mode = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+cores = len(os.sched_getaffinity(0))
+def session():
+    o = ort.SessionOptions()
+    o.intra_op_num_threads = max(1, cores // n)
+    o.inter_op_num_threads = 1
+    return ort.InferenceSession(path, o, providers=["CPUExecutionProvider"])
+shared = session() if mode == "shared" else None
+sessions = [shared or session() for _ in range(n)]
+inp = sessions[0].get_inputs()[0]
+feeds = {inp.name: np.random.default_rng(0).standard_normal(
+    [d if isinstance(d, int) else 1 for d in inp.shape]).astype(np.float32)}
+counts, stop, ready = [0] * n, [False], threading.Barrier(n + 1)
+def work(k):
+    s = sessions[k]
+    warm_end = time.perf_counter() + 0.2
+    while time.perf_counter() < warm_end:
+        s.run(None, feeds)
+    ready.wait()
+    c = 0
+    while not stop[0]:
+        s.run(None, feeds)
+        c += 1
+    counts[k] = c
+threads = [threading.Thread(target=work, args=(k,)) for k in range(n)]
+for t in threads:
+    t.start()
+ready.wait()
+t0 = time.perf_counter()
+time.sleep(seconds)
+stop[0] = True
+t1 = time.perf_counter()
+for t in threads:
+    t.join()
+print(json.dumps({"ips": sum(counts) / (t1 - t0)}))
+"""
+
+
+def default_model(work: Path) -> Path:
+    """The default model's fp32 file: `edgebench compress` reuses the cached weights and artifact."""
+    out = work / "artifacts"
+    subprocess.run([sys.executable, "-m", "harness", "compress", "--model", DEFAULT_MODEL[0], "--input-shape",
+                    DEFAULT_MODEL[1], "--variants", "fp32", "--out", str(out)], check=True, capture_output=True,
+                   cwd=ROOT)
+    return out / "fp32" / "model.onnx"
+
+
+def hand(model: Path, n: int, seconds: float, mode: str) -> float:
+    out = subprocess.run([sys.executable, "-c", HAND_LOOP, str(model), str(n), str(seconds), mode],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)["ips"]
+
+
+def edgebench(model: Path, n: int, seconds: float, mode: str, out: Path) -> float:
+    """Total items/s of one `edgebench bench --streams N` invocation (one runner process)."""
+    subprocess.run([sys.executable, "-m", "harness", "bench", str(model), "--streams", str(n), "--stream-sessions",
+                    mode, "--processes", "1", "--min-time", str(seconds), "--out", str(out), "-q"],
+                   check=True, capture_output=True, cwd=ROOT)
+    import csv
+
+    with open(out / "summary.csv", newline="") as f:
+        return float(next(csv.DictReader(f))["throughput_ips_streams"])
+
+
+def benchmark_app() -> str | None:
+    """OpenVINO's benchmark_app beside this Python, or on PATH (None when openvino is not installed)."""
+    here = Path(sys.executable).parent / "benchmark_app"
+    return str(here) if here.exists() else shutil.which("benchmark_app")
+
+
+def openvino(app: str, model: Path, seconds: float, precision: str) -> float:
+    """benchmark_app -hint throughput on the CPU: its reported FPS (items/s at batch 1).
+
+    precision "" is OpenVINO's default (bf16 on a CPU with bf16 instructions), "f32" the model's own."""
+    extra = ["-infer_precision", precision] if precision else []
+    out = subprocess.run([app, "-m", str(model), "-d", "CPU", "-hint", "throughput", "-shape",
+                          "input[" + DEFAULT_MODEL[1] + "]", "-t", str(max(1, round(seconds))), *extra],
+                         capture_output=True, text=True, check=True)
+    found = re.search(r"Throughput:\s+([\d.]+)\s+FPS", out.stdout)
+    streams = re.search(r"NUM_STREAMS:\s+(\d+)", out.stdout)
+    openvino.streams = streams.group(1) if streams else "?"  # type: ignore[attr-defined]
+    if not found:
+        raise RuntimeError("benchmark_app printed no throughput:\n" + out.stdout[-2000:])
+    return float(found.group(1))
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=2.0, help="timed seconds of each measurement (2)")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    work = Path(args.out or tempfile.mkdtemp(prefix="edgebench-streams-"))
+    work.mkdir(parents=True, exist_ok=True)
+    model = default_model(work)
+    app = benchmark_app()
+    cases = [(1, "separate"), (2, "separate"), (2, "shared")]
+    jobs = [(tool, n, mode) for n, mode in cases for tool in ("edgebench", "hand")]
+    if app:
+        jobs += [("openvino", 0, ""), ("openvino", 0, "f32")]
+    results: dict[tuple[str, int, str], list[float]] = {job: [] for job in jobs}
+    rng = random.Random(0)
+    load_start = loadavg()
+    count = 0
+    for r in range(args.rounds):
+        order = list(jobs)
+        rng.shuffle(order)
+        for tool, n, mode in order:
+            if tool == "hand":
+                value = hand(model, n, args.seconds, mode)
+            elif tool == "edgebench":
+                count += 1
+                value = edgebench(model, n, args.seconds, mode, work / f"eb{count}")
+            else:
+                value = openvino(app, model, args.seconds, mode)
+            results[(tool, n, mode)].append(value)
+        print(f"round {r + 1}/{args.rounds} done (load {loadavg()})", file=sys.stderr)
+
+    print(f"\n## edgebench --streams N vs a hand-written threaded onnxruntime loop ({model.parent.name} of "
+          f"{DEFAULT_MODEL[0]} at {DEFAULT_MODEL[1]}; {os.cpu_count()} cores; {args.rounds} interleaved rounds of "
+          f"{args.seconds:g} s; load {load_start} at start, {loadavg()} at end)\n")
+    print("| streams | sessions | edgebench items/s | hand loop items/s | ratio of medians | per-round ratios |")
+    print("|---|---|---|---|---|---|")
+    for n, mode in cases:
+        eb, peer = results[("edgebench", n, mode)], results[("hand", n, mode)]
+        ratios = sorted(a / b for a, b in zip(eb, peer))
+        print(f"| {n} | {mode} | {statistics.median(eb):,.0f} | {statistics.median(peer):,.0f} | "
+              f"{statistics.median(eb) / statistics.median(peer):.3f} | {ratios[0]:.2f}-{ratios[-1]:.2f} |")
+    sep, shared = results[("edgebench", 2, "separate")], results[("edgebench", 2, "shared")]
+    ratios = sorted(a / b for a, b in zip(sep, shared))
+    print(f"\n2 streams, separate / shared sessions (edgebench): {statistics.median(sep) / statistics.median(shared):.3f}"
+          f" (per round {ratios[0]:.2f}-{ratios[-1]:.2f}; > 1: separate sessions deliver more)")
+    one = results[("edgebench", 1, "separate")]
+    print(f"2 streams / 1 stream (edgebench, separate): {statistics.median(sep) / statistics.median(one):.3f}")
+    best = max(statistics.median(sep), statistics.median(one))
+    for precision, label in (("", "default precision (bf16 where the CPU has it)"), ("f32", "-infer_precision f32")):
+        if app:
+            ov = results[("openvino", 0, precision)]
+            print(f"\nOpenVINO benchmark_app -hint throughput, {label} ({getattr(openvino, 'streams', '?')} streams, "
+                  f"its own CPU runtime, not onnxruntime): {statistics.median(ov):,.0f} items/s (rounds "
+                  f"{min(ov):,.0f}-{max(ov):,.0f}); edgebench's best ({best:,.0f}) is "
+                  f"{best / statistics.median(ov):.2f}x of it")
+    else:
+        print("\nOpenVINO benchmark_app not found (pip install openvino to print its -hint throughput figure)")
+    print(f"\nfiles: {work}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
