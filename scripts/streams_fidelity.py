@@ -163,13 +163,16 @@ def main() -> int:
     print(f"\n## edgebench --streams N vs a hand-written threaded onnxruntime loop ({model.parent.name} of "
           f"{DEFAULT_MODEL[0]} at {DEFAULT_MODEL[1]}; {os.cpu_count()} cores; {args.rounds} interleaved rounds of "
           f"{args.seconds:g} s; load {load_start} at start, {loadavg()} at end)\n")
-    print("| streams | sessions | edgebench items/s | hand loop items/s | ratio of medians | per-round ratios |")
+    print("| streams | sessions | edgebench items/s | hand loop items/s | ratio of medians | per-round ratios: "
+          "median (quartiles) [range] |")
     print("|---|---|---|---|---|---|")
     for n, mode in cases:
         eb, peer = results[("edgebench", n, mode)], results[("hand", n, mode)]
         ratios = sorted(a / b for a, b in zip(eb, peer))
+        q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios[0],) * 3
         print(f"| {n} | {mode} | {statistics.median(eb):,.0f} | {statistics.median(peer):,.0f} | "
-              f"{statistics.median(eb) / statistics.median(peer):.3f} | {ratios[0]:.2f}-{ratios[-1]:.2f} |")
+              f"{statistics.median(eb) / statistics.median(peer):.3f} | {statistics.median(ratios):.2f} "
+              f"({q1:.2f}-{q3:.2f}) [{ratios[0]:.2f}-{ratios[-1]:.2f}] |")
     sep, shared = results[("edgebench", 2, "separate")], results[("edgebench", 2, "shared")]
     ratios = sorted(a / b for a, b in zip(sep, shared))
     print(f"\n2 streams, separate / shared sessions (edgebench): {statistics.median(sep) / statistics.median(shared):.3f}"
@@ -184,7 +187,7 @@ def main() -> int:
                   f"its own CPU runtime, not onnxruntime): {statistics.median(ov):,.0f} items/s (rounds "
                   f"{min(ov):,.0f}-{max(ov):,.0f}); edgebench's best ({best:,.0f}) is "
                   f"{best / statistics.median(ov):.2f}x of it")
-    else:
+    if not app:
         print("\nOpenVINO benchmark_app not found (pip install openvino to print its -hint throughput figure)")
     print(f"\nfiles: {work}")
     return 0
