@@ -58,6 +58,7 @@ def test_bench_a_model_with_accuracy(tmp_path):
     assert row["status"] == "ok" and row["n_processes"] == 2 and row["variant"] == "mlp"
     assert 0 < row["latency_ms_ci95_low"] <= row["latency_ms_median"] <= row["latency_ms_ci95_high"]
     assert 0 <= row["accuracy"] <= 1 and row["params"] == 64 * 256 + 256 * 10
+    assert row["throughput_ips"] > 0 and pd.isna(row["streams"]) and pd.isna(row["throughput_ips_streams"])
     assert row["model_bytes"] == model.stat().st_size and row["throughput_ips"] > 0
     samples = pd.read_csv(out / "samples.csv")
     assert len(samples) == row["n_samples"] and set(samples["process_index"]) == {0, 1}
@@ -263,14 +264,6 @@ def test_bench_streams_sweep_adds_capacity_columns_and_a_curve(tmp_path):
     report = (out / "report.md").read_text()
     assert "Throughput with concurrent streams" in report and "(streams.png)" in report
     assert (out / "streams.png").stat().st_size > 10_000
-
-
-def test_bench_without_streams_keeps_the_single_stream_columns_only(tmp_path):
-    model = onnx_models.identity(tmp_path / "id.onnx")
-    out = tmp_path / "out"
-    assert edgebench("bench", model, "--out", out, *FAST).returncode == 0
-    row = pd.read_csv(out / "summary.csv").iloc[0]
-    assert row["throughput_ips"] > 0 and pd.isna(row["streams"]) and pd.isna(row["throughput_ips_streams"])
 
 
 @pytest.mark.parametrize("value, words", [("0", ["0", "auto"]), ("2,2", ["twice"]), ("x", ["'x'"])])
