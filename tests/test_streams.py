@@ -41,3 +41,10 @@ def test_curve_points_sorted_by_stream_count_and_a_repeat_keeps_the_later_row():
     rows.append({"variant": "b", "target": "local", "status": "ok", "streams": float("nan"),  # pandas' empty cell
                  "throughput_ips_streams": float("nan")})
     assert [(p[0], p[1]) for p in curves(rows)[("a", "local")]] == [(1, 100.0), (2, 190.0)]
+
+
+def test_a_streams_process_survives_the_journal_round_trip():
+    """The journal keeps the runner document; a resumed run rebuilds the same streams figures from it."""
+    p = run(0, 123.0, [[1.5, 2.5], [3.5]])
+    again = ProcessRun.from_runner(0, p.to_doc())
+    assert again == p and streams_figures([again]) == streams_figures([p])
