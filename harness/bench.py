@@ -30,7 +30,7 @@ from harness.modelfile import check_model
 from harness.providers import fallback_warning
 from harness.results import SummaryRow, utc_now
 from harness.runfolder import RunFolder
-from harness.stats import stability_warnings
+from harness.stats import reference_warning, stability_warnings
 from targets.base import Target
 from targets.runner import PERMANENT_STATUSES
 
@@ -192,6 +192,9 @@ class Scheduler:
             loads = [v for v in starts if v is not None]
             warnings = stability_warnings(s, load_avg=max(loads) if loads else None,
                                           cores=m.machine.get("cores"))
+            shifted = reference_warning(m.reference()[1])
+            if shifted:
+                warnings.append(shifted)
             if m.batch_size != self.spec.batch_size and self.spec.batch_size != 1:
                 warnings.append(f"--batch {self.spec.batch_size} did not apply: the input shapes fix "
                                 f"{m.batch_size} item(s) per call, and that is what was measured")

@@ -141,6 +141,9 @@ class ProcessRun:
     stream_sessions: str | None = None
     stream_latencies_ms: tuple[tuple[float, ...], ...] = ()
     throughput_ips_streams: float | None = None
+    # the reference workloads' median call (ns) before and after the model's loops: {"call": .., "compute": ..}
+    reference_before_ns: dict[str, float] = field(default_factory=dict)
+    reference_after_ns: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_runner(cls, index: int, doc: dict[str, Any]) -> ProcessRun:
@@ -170,6 +173,8 @@ class ProcessRun:
             stream_sessions=doc.get("stream_sessions"),
             stream_latencies_ms=tuple(tuple(v / 1e6 for v in s) for s in doc.get("stream_latencies_ns") or ()),
             throughput_ips_streams=doc.get("throughput_ips_streams"),
+            reference_before_ns=doc.get("reference_before_ns") or {},
+            reference_after_ns=doc.get("reference_after_ns") or {},
         )
 
     def to_doc(self) -> dict[str, Any]:
@@ -183,7 +188,9 @@ class ProcessRun:
                "accuracy": self.accuracy, "batch_size": self.batch_size, "inputs": list(self.inputs),
                "streams": self.streams, "stream_threads": self.stream_threads, "stream_sessions": self.stream_sessions,
                "stream_latencies_ns": [ns(s) for s in self.stream_latencies_ms],
-               "throughput_ips_streams": self.throughput_ips_streams}
+               "throughput_ips_streams": self.throughput_ips_streams, "providers": list(self.providers),
+               "placement": self.placement, "reference_before_ns": self.reference_before_ns,
+               "reference_after_ns": self.reference_after_ns}
         return {k: v for k, v in doc.items() if v not in (None, [], {})}
 
     @property
@@ -265,6 +272,20 @@ class Measurement:
     def fallback(self) -> tuple[int | None, str]:
         """(nodes that fell back from the first provider asked, their op types); (None, "") when not read."""
         return fallback_of(self.placement)
+
+    def reference(self) -> tuple[dict[str, float], float | None]:
+        """The reference workloads over this measurement's processes: ({workload: median us}, shift), where
+        shift is the largest max/min of one workload's timings (before and after, every process): how
+        far the machine's own speed moved while the model was measured."""
+        timings: dict[str, list[float]] = {}
+        for p in self.ok_processes:
+            for doc in (p.reference_before_ns, p.reference_after_ns):
+                for name, ns in doc.items():
+                    if ns:
+                        timings.setdefault(name, []).append(ns / 1e3)
+        medians = {name: sorted(v)[len(v) // 2] for name, v in timings.items()}
+        shifts = [max(v) / min(v) for v in timings.values()]
+        return medians, max(shifts) if shifts else None
 
     def summary(self) -> Summary | None:
         runs = self.ok_processes

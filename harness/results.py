@@ -110,6 +110,11 @@ class SummaryRow:
     stream_latency_ms_median: float | None = None  # one call as a stream saw it, with N streams busy
     stream_latency_ms_p90: float | None = None
     stream_latency_ms_p99: float | None = None
+    # the machine's own speed: a fixed tiny call (256-float Relu) and a 128x128 MatMul timed before and after
+    # the model in every process (median us), and the largest max/min of either across the measurement
+    reference_call_us: float | None = None
+    reference_compute_us: float | None = None
+    reference_shift: float | None = None
 
 
 @dataclass(frozen=True)
@@ -172,6 +177,7 @@ def summary_row(m: Measurement, warnings: Iterable[str] = ()) -> SummaryRow:
     ends = [p.telemetry_end for p in m.processes if p.telemetry_end]
     loads = [t.get("load_avg_1m") for t in starts if t.get("load_avg_1m") is not None]
     facts = m.model_facts
+    reference, shift = m.reference()
     return SummaryRow(
         schema_version=SCHEMA_VERSION,
         run_id=m.run_id,
@@ -234,6 +240,9 @@ def summary_row(m: Measurement, warnings: Iterable[str] = ()) -> SummaryRow:
         provider_fallback_nodes=m.fallback[0],
         provider_fallback_ops=m.fallback[1],
         **streams_figures(ok),
+        reference_call_us=_round(reference.get("call"), 3),
+        reference_compute_us=_round(reference.get("compute"), 3),
+        reference_shift=_round(shift, 3),
     )
 
 

@@ -170,6 +170,20 @@ def stability_warnings(
     return out
 
 
+# A fixed reference workload timed before and after the model in every process: on a quiet machine its
+# timings agree within a few percent; a sibling hyperthread or a frequency change moves them 1.5x.
+REFERENCE_SHIFT_LIMIT = 1.20
+
+
+def reference_warning(shift: float | None) -> str | None:
+    """Say when the machine's own speed moved during a measurement (see the runner's reference workload)."""
+    if shift is None or shift <= REFERENCE_SHIFT_LIMIT:
+        return None
+    return (f"the machine's own speed moved {shift:.2f}x during this measurement (a fixed reference workload, "
+            "timed before and after the model in each process, did not keep its time): the latencies mix "
+            "two speeds of the host; measure again on a quiet machine or pin cores with --cpu")
+
+
 def load_warning(load_avg: float | None, cores: int | None, remedy: str = "") -> str | None:
     """The busy-machine warning of bench and compare: a load average above the core count, or None."""
     if load_avg is None or not cores or load_avg <= cores:

@@ -712,6 +712,88 @@ def placement(session, spec):
     return {"nodes": nodes, "used": used, "fallback": fallback}
 
 
+# ---------------------------------------------------------------- the reference workload
+#
+# A host changes speed under a benchmark: a sibling hyperthread gets busy, a frequency or power state
+# moves. Measured here, 16 fresh processes timing a one-node model sat at two levels, 4.2 and 6.6 us,
+# each lasting longer than one process. Every bench process therefore times the same two tiny graphs
+# before and after the model: one call of a 256-float Relu (the call path: Python, the binding, the
+# executor) and a 128x128 MatMul (arithmetic), on one thread each. If they moved, the machine moved.
+# The graphs are written here as protobuf bytes: the runner has onnxruntime and numpy, not onnx.
+
+REFERENCE_WORKLOADS = (("call", "Relu", (1, 256), 200), ("compute", "MatMul", (128, 128), 20))
+
+
+def _pb_varint(n):
+    out = bytearray()
+    while True:
+        low, n = n & 0x7F, n >> 7
+        out.append(low | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _pb_field(number, value):
+    """One protobuf field: an int as a varint, text or bytes length-delimited."""
+    if isinstance(value, int):
+        return _pb_varint(number << 3) + _pb_varint(value)
+    if isinstance(value, str):
+        value = value.encode()
+    return _pb_varint(number << 3 | 2) + _pb_varint(len(value)) + value
+
+
+def _pb_float_tensor(name, shape):
+    """ValueInfoProto{name, TypeProto{tensor_type{elem_type FLOAT, shape}}}."""
+    dims = b"".join(_pb_field(1, _pb_field(1, d)) for d in shape)
+    return _pb_field(1, name) + _pb_field(2, _pb_field(1, _pb_field(1, 1) + _pb_field(2, dims)))
+
+
+def reference_graph(op, shape):
+    """A one-node ONNX model y = op(x) (or op(x, x) for MatMul) as serialized ModelProto bytes."""
+    inputs = ("x", "x") if op == "MatMul" else ("x",)
+    node = b"".join(_pb_field(1, i) for i in inputs) + _pb_field(2, "y") + _pb_field(4, op)
+    graph = (_pb_field(1, node) + _pb_field(2, "reference")
+             + _pb_field(11, _pb_float_tensor("x", shape)) + _pb_field(12, _pb_float_tensor("y", shape)))
+    return _pb_field(1, 7) + _pb_field(7, graph) + _pb_field(8, _pb_field(2, 13))  # IR 7, opset 13
+
+
+class Reference:
+    """The reference workloads' sessions; time() gives each workload's median call in ns."""
+
+    def __init__(self):
+        import numpy as np
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        self.workloads = []
+        for name, op, shape, calls in REFERENCE_WORKLOADS:
+            session = ort.InferenceSession(reference_graph(op, shape), sess_options=options,
+                                           providers=["CPUExecutionProvider"])
+            feed = {"x": np.linspace(-1, 1, int(np.prod(shape)), dtype=np.float32).reshape(shape)}
+            self.workloads.append((name, session, feed, calls))
+
+    def time(self, blocks=5):
+        """{workload: median ns of one call} over `blocks` blocks of calls, after a few warm-up calls."""
+        clock, out = time.perf_counter_ns, {}
+        for name, session, feed, calls in self.workloads:
+            for _ in range(3):
+                session.run(None, feed)
+            medians = []
+            for _ in range(blocks):
+                samples = []
+                for _ in range(calls):
+                    t0 = clock()
+                    session.run(None, feed)
+                    samples.append(clock() - t0)
+                samples.sort()
+                medians.append(samples[len(samples) // 2])
+            medians.sort()
+            out[name] = medians[len(medians) // 2]
+        return out
+
+
 # ---------------------------------------------------------------- model inputs: shapes and values
 #
 # Every input gets its value from, in this order: --input (spec "values": a number, a .npy file, or
@@ -1004,6 +1086,7 @@ def bench(spec):
     if spec.get("intra_op_threads"):
         result["intra_op_threads"] = int(spec["intra_op_threads"])
     path = _file(spec, "model")
+    reference = Reference() if spec.get("reference", True) else None
     result["rss_before_session_mb"] = rss_mb()
     t0 = time.perf_counter_ns()
     session = open_session(path, spec, profile=True)
@@ -1036,8 +1119,12 @@ def bench(spec):
     gc_was_enabled = gc.isenabled()
     gc.disable()  # a collection inside the loop is the runner's noise, not the model's
     try:
+        if reference:
+            result["reference_before_ns"] = reference.time()
         warm_ns, _ = _timed_loop(run, *_loop_settings(warm, DEFAULTS["warmup"]))
         samples, elapsed = _timed_loop(run, *_loop_settings(spec, DEFAULTS))
+        if reference:
+            result["reference_after_ns"] = reference.time()
     finally:
         if gc_was_enabled:
             gc.enable()

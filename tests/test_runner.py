@@ -47,6 +47,23 @@ def test_bench_reports_every_field(tmp_path):
         assert machine[key], key
     assert "load_avg_1m" in doc["telemetry_start"] and "temp_c" in doc["telemetry_end"]
     assert doc["inputs"][0]["shape"] == [1, 1, 8, 8]
+    for when in ("reference_before_ns", "reference_after_ns"):  # the machine's own speed, around the model
+        assert set(doc[when]) == {"call", "compute"} and all(v > 0 for v in doc[when].values())
+
+
+def test_the_reference_graphs_are_valid_onnx_that_computes_what_it_says():
+    """The runner writes its reference models as protobuf bytes by hand (no onnx package on a board)."""
+    import onnx
+    import onnxruntime as ort
+
+    from targets import runner
+
+    for _, op, shape, _ in runner.REFERENCE_WORKLOADS:
+        data = runner.reference_graph(op, shape)
+        onnx.checker.check_model(onnx.load_from_string(data), full_check=True)
+        x = np.linspace(-1, 1, int(np.prod(shape)), dtype=np.float32).reshape(shape)
+        (y,) = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"x": x})
+        np.testing.assert_allclose(y, x @ x if op == "MatMul" else np.maximum(x, 0), rtol=1e-4, atol=1e-4)
 
 
 def test_min_time_and_max_time_bound_the_loop(tmp_path):

@@ -86,3 +86,22 @@ def test_a_load_above_the_cores_is_a_warning_with_its_remedy():
 def test_summary_refuses_no_samples():
     with pytest.raises(ValueError):
         stats.summarize([[]])
+
+
+def test_a_moving_reference_workload_is_a_warning_and_a_steady_one_is_not():
+    assert stats.reference_warning(None) is None and stats.reference_warning(1.05) is None
+    warning = stats.reference_warning(1.6)
+    assert "1.60x" in warning and "--cpu" in warning
+
+
+def test_the_reference_shift_spans_every_process_before_and_after():
+    from harness.measurement import Measurement, ProcessRun, RunSpec
+
+    def process(i, before, after):
+        return ProcessRun(index=i, status="ok", latencies_ms=(1.0,), reference_before_ns={"call": before},
+                          reference_after_ns={"call": after})
+
+    m = Measurement(run_id="r", target="local", model="m", variant="v", model_path="m.onnx", spec=RunSpec(),
+                    processes=(process(0, 4000, 4100), process(1, 6600, 4000), process(2, 4050, 4000)))
+    medians, shift = m.reference()
+    assert medians == {"call": 4.05} and shift == pytest.approx(6600 / 4000)
