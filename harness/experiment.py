@@ -74,7 +74,8 @@ timeout_s = 120.0
 """
 
 _TOP_KEYS = {"name", "out", "variants", "targets", "models", "data", "build", "measure"}
-_BUILD_KEYS = {"int8_select_on", "int8_tolerance"}
+_BUILD_KEYS = {"int8_select_on", "int8_tolerance", "int8_forms"}
+INT8_FORMS_CHOICES = ("chosen", "all")
 _MODEL_KEYS = {"name", "model", "weights", "input_shape"}
 # [measure] keys that are one RunSpec field each: key -> (field, type, smallest value, example)
 _MEASURE_FIELDS: dict[str, tuple[str, type, float, Any]] = {
@@ -111,19 +112,42 @@ class Experiment:
     measure: dict[str, Any] = field(default_factory=dict)
     int8_select_on: str = "build"
     int8_tolerance: float = 1.0
+    int8_forms: str = "chosen"  # "all": every plain +int8 is also built and measured in each form
+    threads_up_to_cores: bool = False  # threads = "cores": 1, 2, ... up to each target's core count
     inputs: tuple[InputValue, ...] = ()
     providers: tuple[ProviderSpec, ...] = ()
 
-    def run_specs(self, data: Path | None = None) -> list[RunSpec]:
+    def build_variants(self) -> list[str]:
+        """The variants to build: the listed ones, and with int8_forms = "all" every plain X+int8's pinned
+        forms X+int8:FORM too, so each target measures every form and the report names the one to ship there."""
+        from export.int8 import FORMS
+        from export.variants import parse_variant
+
+        out = list(self.variants)
+        if self.int8_forms == "all":
+            for text in self.variants:
+                v = parse_variant(text)
+                if v.quant == "int8" and v.int8_form is None:
+                    out += [f"{text}:{form}" for form in FORMS if f"{text}:{form}" not in out]
+        return out
+
+    def thread_counts(self, cores: int | None) -> tuple[int | None, ...]:
+        """The thread counts to measure on a target with `cores` cores."""
+        if self.threads_up_to_cores:
+            return tuple(range(1, (cores or 1) + 1))
+        return self.threads
+
+    def run_specs(self, data: Path | None = None, threads: tuple[int | None, ...] | None = None) -> list[RunSpec]:
         """One RunSpec per (batch size, thread count, stream count); a setting the experiment leaves out keeps
-        RunSpec's default."""
+        RunSpec's default; `threads` replaces the experiment's own list (threads = "cores": one target's)."""
         m = self.measure
         given = {field: kind(m[key]) for key, (field, kind, _, _) in _MEASURE_FIELDS.items() if key in m}
         if "stream_sessions" in m:
             given["stream_sessions"] = str(m["stream_sessions"])
         return [RunSpec(batch_size=b, threads=t, cpu_affinity=tuple(m.get("cpu", ())), data=data,
                         inputs=self.inputs, providers=self.providers, streams=n, **given)
-                for b in self.batch_sizes for t in self.threads for n in self.streams]
+                for b in self.batch_sizes for t in (self.threads if threads is None else threads)
+                for n in self.streams]
 
 
 def _fail(where: str, problem: str, fix: str) -> EdgebenchError:
@@ -241,7 +265,11 @@ def parse_experiment(doc: dict[str, Any], base: Path, source: str) -> Experiment
     if "cpu" in measure:
         measure = {**measure, "cpu": _int_list(f"{source}: measure.cpu", measure["cpu"], 0)}
     batch_sizes = _int_list(f"{source}: measure.batch_sizes", measure.get("batch_sizes", [1]), 1)
-    threads = tuple(t or None for t in _int_list(f"{source}: measure.threads", measure.get("threads", [0]), 0))
+    raw_threads = measure.get("threads", [0])
+    up_to_cores = raw_threads == "cores"
+    threads = (1,) if up_to_cores else tuple(
+        t or None for t in _int_list(f"{source}: measure.threads (a list, or \"cores\" for 1 up to each target's "
+                                     "core count)", raw_threads, 0))
     streams = parse_streams(measure["streams"], f"{source}: measure.streams: ") if "streams" in measure else (None,)
     build = doc.get("build", {})
     if not isinstance(build, dict):
@@ -254,6 +282,10 @@ def parse_experiment(doc: dict[str, Any], base: Path, source: str) -> Experiment
     tolerance = build.get("int8_tolerance", 1.0)
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0:
         raise _fail(f"{source}: build.int8_tolerance", "must be a number of accuracy points >= 0", "e.g. 1.0")
+    forms = build.get("int8_forms", "chosen")
+    if forms not in INT8_FORMS_CHOICES:
+        raise _fail(f"{source}: build.int8_forms", f"{forms!r} is not one of {', '.join(INT8_FORMS_CHOICES)}",
+                    '"all" builds and measures every INT8 form of each plain +int8 variant')
     inputs = _inputs(f"{source}: measure.inputs", measure.get("inputs", {}), base)
     where = f"{source}: measure.providers"
     providers = parse_providers(_str_list(where, measure["providers"], '["openvino:device_type=CPU"]'), where) if "providers" in measure else ()
@@ -266,7 +298,8 @@ def parse_experiment(doc: dict[str, Any], base: Path, source: str) -> Experiment
         measure={k: v for k, v in measure.items()
                  if k not in ("batch_sizes", "threads", "streams", "inputs", "providers")},
         inputs=inputs, providers=providers,
-        int8_select_on=str(select_on), int8_tolerance=float(tolerance),
+        int8_select_on=str(select_on), int8_tolerance=float(tolerance), int8_forms=str(forms),
+        threads_up_to_cores=up_to_cores,
     )
     try:
         experiment.run_specs()

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from export.methods import METHODS
+from harness import advice
 from harness.console import format_number
 from targets.errors import EdgebenchError
 from harness.results import SAMPLES_CSV, SUMMARY_CSV, read_csv_rows
@@ -62,9 +63,33 @@ def pareto_front(points: list[tuple[float, float, str]]) -> list[str]:
     return front
 
 
-def _groups(samples: pd.DataFrame, target: str, variant: str) -> list[list[float]]:
+def _groups(samples: pd.DataFrame, target: str, variant: str, threads: Any = None,
+            batch_size: Any = None) -> list[list[float]]:
+    """Per-process latencies of one variant on one target (at one thread count and batch size when given:
+    a sweep measures a variant several times)."""
     sel = samples[(samples["target"] == target) & (samples["variant"] == variant)]
+    for column, value in (("threads", threads), ("batch_size", batch_size)):
+        if column in sel.columns and value is not None:
+            sel = sel[sel[column].isna()] if _float(value) is None else sel[sel[column] == _float(value)]
     return [g["latency_ms"].tolist() for _, g in sel.groupby("process_index")]
+
+
+def _row_groups(samples: pd.DataFrame, target: str) -> Callable[[dict], list[list[float]]]:
+    return lambda r: _groups(samples, target, r["variant"], r.get("threads"), r.get("batch_size"))
+
+
+def what_to_ship(records: list[dict], groups: Callable[[dict], list[list[float]]]) -> list[str]:
+    """The report's advice for one target: the variant, each float model's INT8 form, each variant's
+    thread count, every one with its interval and its verdict against the runner-up (harness.advice)."""
+    lines = []
+    shipped = advice.ship(records, groups, baseline=BASELINE)
+    if shipped:
+        lines.append("- Ship " + shipped.sentence())
+    for parent, choice in advice.int8_forms(records, groups).items():
+        lines.append(f"- INT8 form for {parent}: " + choice.sentence())
+    for variant, choice in advice.best_threads(records, groups).items():
+        lines.append(f"- Threads for {variant}: " + choice.sentence())
+    return lines
 
 
 def _plots(out: Path, target: str, rows: pd.DataFrame, samples: pd.DataFrame, speed: dict[str, Any],
@@ -122,7 +147,8 @@ def _plots(out: Path, target: str, rows: pd.DataFrame, samples: pd.DataFrame, sp
         made.append(_save(fig, out / f"size_vs_accuracy{suffix}.png", "Size vs accuracy"))
 
     # latency distribution per variant
-    data = [[x for g in _groups(samples, target, v) for x in g] for v in names]
+    groups = _row_groups(samples, target)
+    data = [[x for g in groups(r) for x in g] for r in ok.to_dict("records")]
     if any(data):
         fig, ax = plt.subplots(figsize=(8, 0.45 * len(names) + 1.5))
         ax.boxplot([d or [math.nan] for d in data], orientation="horizontal", showfliers=False)
@@ -287,7 +313,13 @@ def write_report(out_dir: Path, comparer: Comparer | None = None) -> Path:
     run_ids = ", ".join(sorted(set(rows["run_id"].astype(str))))
     lines += [f"Run(s): {run_ids}. Files: `summary.csv` (one row per variant and target), `samples.csv` "
               "(every timed call), `machine.json`, `pyperf.json`.", ""]
-    for target, trows in rows.groupby("target", sort=False):
+    for target, every in rows.groupby("target", sort=False):
+        groups = _row_groups(samples, target)
+        records = every.to_dict("records")
+        best = advice.at_best_threads(records, groups)  # a thread sweep: each variant at its best count
+        kept = {(r["variant"], r.get("threads"), r.get("batch_size")) for r in best}
+        trows = every[[(r["variant"], r.get("threads"), r.get("batch_size")) in kept or r["status"] != "ok"
+                       for r in records]]
         trows = trows.sort_values("latency_ms_median", na_position="last")
         suffix = "" if rows["target"].nunique() == 1 else "_" + "".join(c if c.isalnum() else "_" for c in target)
         first = trows.iloc[0]
@@ -301,11 +333,14 @@ def write_report(out_dir: Path, comparer: Comparer | None = None) -> Path:
         base = base_rows.iloc[0] if not base_rows.empty else None
         speed = {}
         if base is not None:
-            base_groups = _groups(samples, target, BASELINE)
-            for r in trows[trows["status"] == "ok"].itertuples():
-                groups = _groups(samples, target, r.variant)
-                if r.variant != BASELINE and groups and base_groups:
-                    speed[r.variant] = comparer(base_groups, groups)
+            base_groups = groups(base.to_dict())
+            for _, r in trows[trows["status"] == "ok"].iterrows():
+                mine = groups(r.to_dict())
+                if r["variant"] != BASELINE and mine and base_groups:
+                    speed[r["variant"]] = comparer(base_groups, mine)
+        advice_lines = what_to_ship(records, groups)
+        if advice_lines:
+            lines += ["### What to ship here", "", *advice_lines, ""]
         lines += ["| variant | median ms | p90 ms | p99 ms | 95% CI ms | items/s | size KiB | zip KiB | "
                   "params | accuracy | F1 | speedup | verdict | status |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]

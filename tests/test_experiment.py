@@ -58,6 +58,8 @@ def write(tmp_path, text):
     ('[[models]]\nmodel = "zoo:resnet"\n[measure]\nstreams = [0]', ["measure.streams", "auto"]),
     ('[[models]]\nmodel = "zoo:resnet"\n[measure]\nstreams = [2, 2]', ["measure.streams", "twice"]),
     ('[[models]]\nmodel = "zoo:resnet"\n[measure]\nstreams = 2\nstream_sessions = "pool"', ["stream_sessions"]),
+    ('[[models]]\nmodel = "zoo:resnet"\n[build]\nint8_forms = "some"', ["build.int8_forms", "'some'", "all"]),
+    ('[[models]]\nmodel = "zoo:resnet"\n[measure]\nthreads = "many"', ["measure.threads", '"cores"']),
 ])
 def test_invalid_experiments_name_the_key_and_the_fix(tmp_path, text, words):
     with pytest.raises(EdgebenchError) as err:
@@ -86,3 +88,22 @@ def test_a_streams_sweep_is_one_run_spec_per_stream_count(tmp_path):
     assert len({s.settings_hash() for s in specs}) == 3  # streams is part of a measurement's identity
     default = load_experiment(None).run_specs()
     assert all(s.streams is None and "streams" not in s.settings_key() for s in default)
+
+
+def test_int8_forms_all_builds_every_form_of_each_plain_int8_variant(tmp_path):
+    exp = load_experiment(write(tmp_path, 'variants = ["fp32", "fp32+int8", "cluster:16+int8", "fp32+int8dyn", '
+                                          '"fp32+int8:u8s8"]\n[[models]]\nmodel = "zoo:resnet"\n'
+                                          '[build]\nint8_forms = "all"'))
+    assert exp.build_variants() == ["fp32", "fp32+int8", "cluster:16+int8", "fp32+int8dyn", "fp32+int8:u8s8",
+                                    "fp32+int8:reduce", "fp32+int8:s8s8", "cluster:16+int8:reduce",
+                                    "cluster:16+int8:u8s8", "cluster:16+int8:s8s8"]
+    assert load_experiment(write(tmp_path, 'variants = ["fp32+int8"]\n[[models]]\nmodel = "zoo:resnet"')
+                           ).build_variants() == ["fp32+int8"]  # "chosen", the default: the build's pick only
+
+
+def test_threads_cores_sweeps_up_to_each_targets_core_count(tmp_path):
+    exp = load_experiment(write(tmp_path, '[[models]]\nmodel = "zoo:resnet"\n[measure]\nthreads = "cores"'))
+    assert exp.thread_counts(4) == (1, 2, 3, 4) and exp.thread_counts(1) == (1,)
+    assert [s.threads for s in exp.run_specs(threads=exp.thread_counts(2))] == [1, 2]
+    fixed = load_experiment(write(tmp_path, '[[models]]\nmodel = "zoo:resnet"\n[measure]\nthreads = [1, 4]'))
+    assert fixed.thread_counts(2) == (1, 4)
