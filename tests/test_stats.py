@@ -101,7 +101,7 @@ def test_the_reference_shift_spans_every_process_before_and_after():
         return ProcessRun(index=i, status="ok", latencies_ms=(1.0,), reference_before_ns={"call": before},
                           reference_after_ns={"call": after})
 
-    m = Measurement(run_id="r", target="local", model="m", variant="v", model_path="m.onnx", spec=RunSpec(),
+    m = Measurement(run_id="r", target="local", model="m", variant="v", model_path="m.onnx", settings=RunSpec().settings_key(),
                     processes=(process(0, 4000, 4100), process(1, 6600, 4000), process(2, 4050, 4000)))
     medians, shift = m.reference()
     assert medians == {"call": 4.05} and shift == pytest.approx(6600 / 4000)
