@@ -54,12 +54,15 @@ input_shape = [1, 1, 32, 32]     # the 8x8 digits, resized: big enough that comp
                                  # shipping the fastest accurate one: "build" (this machine) or one of
                                  # the targets above, e.g. the board the files are for
 # int8_tolerance = 1.0           # accuracy points an INT8 form may lose against its float model
+int8_forms = "all"               # also build every form of each plain +int8 (X+int8:reduce, :u8s8, :s8s8)
+                                 # and measure them on every target: integer kernels differ by CPU, so
+                                 # the report names the form to ship on each ("chosen": the build's only)
 
 [measure]
 batch_sizes = [1]
-threads = [1]                    # onnxruntime intra-op threads; 0 = onnxruntime's default. One thread:
-                                 # on a shared 2-core machine a second thread waits on other work, and
-                                 # the default model takes >= 1 ms (compute dominates) at one thread
+threads = "cores"                # onnxruntime intra-op threads: 1, 2, ... up to each target's cores, and
+                                 # the report names the fastest count per variant; or a list, e.g. [1]
+                                 # (0 = onnxruntime's default)
 processes = 5                    # fresh runner processes per variant and target
 min_time_s = 0.5                 # timed seconds per process
 max_time_s = 30.0

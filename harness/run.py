@@ -19,6 +19,7 @@ from harness.options import add_provider_option, add_target_options, output_fold
 from harness.console import Progress, format_summary
 from targets.errors import EdgebenchError, TargetError
 from harness.experiment import DEFAULT_TOML, Experiment, load_experiment
+from harness.measurement import RunSpec
 from harness.report import write_report
 from harness.results import new_run_id, read_csv_rows
 from harness.runfolder import RunFolder
@@ -67,10 +68,11 @@ def _prepare(experiment: Experiment, progress: Progress) -> list[PreparedModel]:
     return prepared
 
 
-def _check_targets(targets: list, progress: Progress) -> None:
-    """Reach every target and check it can run the runner, before anything is built."""
+def _check_targets(targets: list, progress: Progress) -> dict[str, int | None]:
+    """Reach every target and check it can run the runner, before anything is built; returns their cores."""
     from targets.ssh import usability_problem
 
+    cores: dict[str, int | None] = {}
     for target in targets:
         progress(f"checking target {target.name}")
         with target:
@@ -80,6 +82,33 @@ def _check_targets(targets: list, progress: Progress) -> None:
         problem = usability_problem(doc.get("machine") or {}, target.name)
         if problem:
             raise TargetError(problem)
+        cores[target.name] = (doc.get("machine") or {}).get("cores")
+    return cores
+
+
+def _same_file_once(items: list[BenchItem], progress: Progress) -> list[BenchItem]:
+    """int8_forms = "all" builds X+int8 and X+int8:FORM for each form; the one the build chose is the same
+    file twice (same sha256): measure it once, under the build's name."""
+    plain = {(i.variant, i.sha256) for i in items if i.ok}
+    out = []
+    for item in items:
+        parent = item.variant.rsplit(":", 1)[0] if "+int8:" in item.variant else None
+        if item.ok and parent and (parent, item.sha256) in plain:
+            progress(f"{item.variant} is the file {parent} shipped (same sha256): measured once, as {parent}")
+            continue
+        out.append(item)
+    return out
+
+
+def _specs_per_target(experiment: Experiment, cores: dict[str, int | None], test_data: Path | None,
+                      targets: list) -> list[tuple[RunSpec, list]]:
+    """(spec, the targets it runs on): threads = "cores" gives each target 1..its own core count."""
+    if not experiment.threads_up_to_cores:
+        return [(spec, targets) for spec in experiment.run_specs(data=test_data)]
+    counts = sorted({t for n in cores.values() for t in experiment.thread_counts(n)})
+    out = [(spec, [t for t in targets if spec.threads in experiment.thread_counts(cores.get(t.name))])
+           for spec in experiment.run_specs(data=test_data, threads=tuple(counts))]
+    return [(spec, on) for spec, on in out if on]
 
 
 def _build(model: PreparedModel, experiment: Experiment, out: Path, targets: list,
@@ -92,12 +121,12 @@ def _build(model: PreparedModel, experiment: Experiment, out: Path, targets: lis
     options = BuildOptions(int8_select_on=experiment.int8_select_on, int8_tolerance=experiment.int8_tolerance)
     build = dict(weights=model.weights, input_shape=model.input_shape, data=experiment.data, progress=progress,
                  options=options)
+    variants = experiment.build_variants()
     if experiment.int8_select_on == "build":
-        rows = compress(model.spec, list(experiment.variants), folder, **build)
+        rows = compress(model.spec, variants, folder, **build)
     else:
         with next(t for t in targets if t.name == experiment.int8_select_on) as target:
-            rows = compress(model.spec, list(experiment.variants), folder, int8_evaluator=int8.OnTarget(target),
-                            **build)
+            rows = compress(model.spec, variants, folder, int8_evaluator=int8.OnTarget(target), **build)
     items = []
     for row in rows:
         variant = str(row["variant"])
@@ -110,7 +139,7 @@ def _build(model: PreparedModel, experiment: Experiment, out: Path, targets: lis
                                    error=str(row.get("error") or "the build failed")))
     # compress writes the test split beside the artifacts (a reused manifest may name an old path)
     test_data = folder / "data.npz"
-    return items, test_data if test_data.exists() else None
+    return _same_file_once(items, progress), test_data if test_data.exists() else None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -144,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     # One command per folder from the start (builds write artifacts/ too); a rerun resumes from its journal.
     with RunFolder(out, progress) as folder:
         models = _prepare(experiment, progress)
-        _check_targets(targets, progress)
+        cores = _check_targets(targets, progress)
         redo = len(folder.state.failed())
         if redo:
             progress(f"resuming: {redo} failed measurement(s) will be redone")
@@ -152,8 +181,8 @@ def run(args: argparse.Namespace) -> int:
         target_errors: dict[str, str] = {}
         for model in models:
             items, test_data = _build(model, experiment, out, targets, progress)
-            for spec in experiment.run_specs(data=test_data):
-                outcomes = measure(items, targets, spec, folder, run_id, progress, seed=spec.seed)
+            for spec, on in _specs_per_target(experiment, cores, test_data, targets):
+                outcomes = measure(items, on, spec, folder, run_id, progress, seed=spec.seed)
                 target_errors.update({o.target: o.error for o in outcomes if o.error})
         folder.sync()  # the report reads summary.csv and samples.csv: every measurement in them first
         report = write_report(out)

@@ -19,6 +19,8 @@ def test_the_built_in_default_parses_and_covers_the_seed_studies():
     assert any(v.endswith("+int8dyn") for v in exp.variants)
     assert exp.data is None  # the bundled digits
     assert len(exp.run_specs()) == 1
+    # the report names, per target, the INT8 form and the thread count to ship: the default measures them all
+    assert exp.int8_forms == "all" and exp.threads_up_to_cores
 
 
 def test_print_default_is_the_same_document():

@@ -117,3 +117,25 @@ def test_an_unreachable_target_fails_before_any_work(tmp_path):
 def test_print_default_is_valid_toml():
     proc = edgebench("run", "--print-default")
     assert proc.returncode == 0 and 'model = "zoo:resnet"' in proc.stdout
+
+
+@pytest.mark.slow  # builds three INT8 forms and measures 4 files x 2 thread counts x 4 processes (~1-2 min)
+def test_every_int8_form_and_thread_count_is_measured_and_the_report_says_what_to_ship(tmp_path):
+    exp = tmp_path / "exp.toml"
+    exp.write_text('name = "ship"\nvariants = ["fp32", "fp32+int8"]\n[[models]]\nname = "cnn"\n'
+                   'model = "zoo:digits-cnn"\n[build]\nint8_forms = "all"\n'
+                   '[measure]\nthreads = "cores"\nprocesses = 4\nmin_time_s = 0.1\nmin_iterations = 5\n')
+    proc = edgebench("run", exp, "--out", tmp_path / "out", timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    chosen = summary.set_index("variant").loc["fp32+int8", "int8_form"].iloc[0]
+    assert set(summary["variant"]) == {"fp32", "fp32+int8"} | {f"fp32+int8:{f}" for f in ("reduce", "u8s8", "s8s8")
+                                                               if f != chosen}  # the shipped file once
+    assert f"fp32+int8:{chosen} is the file fp32+int8 shipped" in proc.stdout + proc.stderr
+    cores = json.loads((tmp_path / "out" / "machine.json").read_text())["targets"]["local"]["cores"]
+    assert set(summary["threads"]) == set(range(1, cores + 1))
+    report = (tmp_path / "out" / "report.md").read_text()
+    ship = report[report.index("### What to ship here"):]
+    assert "- Ship **" in ship and "- INT8 form for fp32: **" in ship and "95% CI" in ship
+    if cores > 1:
+        assert "- Threads for fp32: **" in ship
