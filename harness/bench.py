@@ -30,7 +30,7 @@ from harness.modelfile import check_model
 from harness.providers import fallback_warning
 from harness.results import SummaryRow, utc_now
 from harness.runfolder import RunFolder
-from harness.stats import reference_warning, stability_warnings
+from harness.stats import reference_warning, stability_warnings, summarize
 from targets.base import Target
 from targets.runner import PERMANENT_STATUSES
 
@@ -226,23 +226,29 @@ class Scheduler:
             elif self.done(item):
                 self.progress(f"{self.target.name}: {item.variant}: already measured, skipped")
             else:
-                pending.append(_Pending(item, key, self.folder.state.finished_processes(key, self.spec.processes)))
+                reused = self.folder.state.finished_processes(key, self.spec.process_limit)
+                pending.append(_Pending(item, key, reused))
+        limit = self.spec.process_limit
         total = sum(self.spec.processes - len(p.runs) for p in pending)
+        adaptive = limit != self.spec.processes  # --precision: between processes and limit per model
+        counter = "[{count}]" if adaptive else f"[{{count}}/{total}]"
+        each = f"{self.spec.processes}-{limit}" if adaptive else f"{limit}"
         count = 0
         try:
-            for index in range(self.spec.processes):
+            for index in range(limit):
                 order = [p for p in pending if not p.done and all(r.index != index for r in p.runs)]
                 self.rng.shuffle(order)
                 for p in order:
                     count += 1
-                    self.progress(f"{self.target.name}: [{count}/{total}] {p.item.variant} "
-                                  f"process {index + 1}/{self.spec.processes}")
+                    self.progress(f"{self.target.name}: {counter.format(count=count)} {p.item.variant} "
+                                  f"process {index + 1}/{each}")
                     run = self._measure_once(p, index)
                     p.runs.append(run)
                     if not run.ok and run.status in PERMANENT_FAILURES:
                         rows.append(self._finish(p))
                 for p in pending:
-                    if not p.done and len(p.runs) >= self.spec.processes:
+                    if not p.done and len(p.runs) >= self.spec.processes and (
+                            len(p.runs) >= limit or self._precise(p)):
                         rows.append(self._finish(p))
         except TargetError as exc:
             self.error = str(exc)
@@ -254,6 +260,11 @@ class Scheduler:
             if not p.done:
                 rows.append(self._finish(p))
         return rows
+
+    def _precise(self, pending: _Pending) -> bool:
+        """--precision: the ok processes so far pin the median within +-precision (a 95% interval)."""
+        groups = [r.latencies_ms for r in pending.runs if r.ok and r.latencies_ms]
+        return bool(groups) and self.spec.precise_enough(summarize(groups))
 
     def _measure_once(self, pending: _Pending, index: int) -> ProcessRun:
         runner_spec = self.spec.runner_spec(pending.item.path, accuracy=(index == 0), seed_offset=index)

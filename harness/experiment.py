@@ -85,7 +85,8 @@ _MEASURE_FIELDS: dict[str, tuple[str, type, float, Any]] = {
     "processes": ("processes", int, 1, 5), "min_time_s": ("min_time_s", float, 0, 0.5),
     "max_time_s": ("max_time_s", float, 0, 30.0), "min_iterations": ("min_iterations", int, 1, 20),
     "max_iterations": ("max_iterations", int, 1, 10000), "timeout_s": ("timeout_s", float, 0, 120.0),
-    "seed": ("seed", int, 0, 0),
+    "seed": ("seed", int, 0, 0), "precision": ("precision", float, 0, 0.01),
+    "max_processes": ("max_processes", int, 1, 20),
 }
 _MEASURE_KEYS = {"batch_sizes", "threads", "cpu", "inputs", "providers", "streams", "stream_sessions",
                  *_MEASURE_FIELDS}

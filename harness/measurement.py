@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,23 @@ class RunSpec:
     # Concurrent streams after the single-stream loop (None: none, today's measurement); "auto" = one per core
     streams: int | str | None = None
     stream_sessions: str = "separate"  # each stream its own session, or "shared": one session for all
+    # Stop when the answer is known: with a precision, `processes` is the least, and fresh processes are
+    # added until the median's 95% interval is within +-precision of it, or max_processes is reached.
+    precision: float | None = None
+    max_processes: int = 20
+
+    @property
+    def process_limit(self) -> int:
+        """The most processes a measurement may take."""
+        return max(self.processes, self.max_processes) if self.precision else self.processes
+
+    def precise_enough(self, summary: Summary | None) -> bool:
+        """Whether a measurement's interval already meets --precision (always, without one)."""
+        if not self.precision:
+            return True
+        if summary is None or not summary.median > 0 or not math.isfinite(summary.ci95_high - summary.ci95_low):
+            return False
+        return (summary.ci95_high - summary.ci95_low) / 2 <= self.precision * summary.median
 
     def __post_init__(self) -> None:
         checks = [
@@ -60,6 +78,9 @@ class RunSpec:
             (self.timeout_s > self.max_time_s, "--timeout must exceed --max-time (the runner also starts up)"),
             (self.seed >= 0, "--seed must be 0 or more (it seeds the random inputs)"),
             (self.stream_sessions in STREAM_SESSIONS, f"--stream-sessions must be one of {', '.join(STREAM_SESSIONS)}"),
+            (self.precision is None or 0 < self.precision < 1,
+             "--precision must be between 0 and 1 (0.01 asks for a median within about +-1%)"),
+            (self.max_processes >= 1, "--max-processes must be at least 1"),
         ]
         for ok, message in checks:
             if not ok:
@@ -84,6 +105,8 @@ class RunSpec:
         if self.streams is not None:  # likewise: single-stream results keep their hash
             key["streams"] = self.streams
             key["stream_sessions"] = self.stream_sessions
+        if self.precision:  # likewise: a fixed process count keeps its hash
+            key.update(precision=self.precision, max_processes=self.process_limit)
         return key
 
     def settings_hash(self) -> str:

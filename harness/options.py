@@ -103,6 +103,11 @@ def add_measure_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--processes", type=int, default=d.processes, metavar="N",
                    help=f"fresh runner processes per model and target ({d.processes}): the process is the unit "
                         "of noise")
+    p.add_argument("--precision", type=positive_float, default=d.precision, metavar="P",
+                   help="stop when the answer is known: after --processes, add fresh processes until the "
+                        "median's 95%% interval is within +-P of it (0.01: about +-1%%) or --max-processes")
+    p.add_argument("--max-processes", type=int, default=d.max_processes, metavar="N",
+                   help=f"the most processes --precision may take per model and target ({d.max_processes})")
     p.add_argument("--min-time", type=positive_float, default=d.min_time_s, metavar="S",
                    help=f"timed seconds per process ({d.min_time_s:g})")
     p.add_argument("--max-time", type=positive_float, default=d.max_time_s, metavar="S",
@@ -181,7 +186,7 @@ def run_specs_from(args: argparse.Namespace) -> list:
         max_time_s=max(args.max_time, args.min_time), min_iterations=args.min_iterations,
         max_iterations=max(args.max_iterations, args.min_iterations), timeout_s=args.timeout,
         shapes=tuple(args.shape), cpu_affinity=tuple(args.cpu), data=data, seed=args.seed, inputs=values,
-        providers=parse_providers(args.provider),
+        providers=parse_providers(args.provider), precision=args.precision, max_processes=args.max_processes,
         stream_sessions=args.stream_sessions,
     )
     return [replace(spec, streams=n) for n in args.streams] if args.streams else [spec]

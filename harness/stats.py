@@ -95,7 +95,6 @@ def bootstrap_median_ci(
     order = np.argsort(pooled, kind="stable")
     sorted_values = pooled[order]
     offsets = np.cumsum([0] + [t.size for t in thinned])
-    uniform = [np.full(t.size, 1.0 / t.size) for t in thinned]
     rng = np.random.default_rng(seed)
     k = len(thinned)
     stats = np.empty(n_boot)
@@ -104,7 +103,11 @@ def bootstrap_median_ci(
         weights[:] = 0
         picks = rng.integers(0, k, size=k) if k > 1 else (0,)
         for i in picks:
-            weights[offsets[i]:offsets[i + 1]] += rng.multinomial(sizes[i], uniform[i])
+            # multinomial counts with equal cell probabilities, drawn as uniform picks: the same law,
+            # 3.4x faster than Generator.multinomial, which draws one binomial per cell (5 x 10,000 calls:
+            # 4.2-4.8 s -> 1.2-1.4 s, side by side at load 5.5)
+            span = offsets[i + 1] - offsets[i]
+            weights[offsets[i]:offsets[i + 1]] += np.bincount(rng.integers(0, span, sizes[i]), minlength=span)
         cumulative = np.cumsum(weights[order])
         stats[b] = sorted_values[np.searchsorted(cumulative, cumulative[-1] / 2.0)]
     alpha = (1.0 - level) / 2.0

@@ -118,3 +118,22 @@ def test_summary_csv_matches_the_golden_file(tmp_path):
         golden.write_text(text)
         pytest.fail(f"wrote {golden}: review it and commit it")
     assert text == golden.read_text()
+
+
+def test_precision_stops_a_steady_model_early_and_measures_a_noisy_one_to_the_cap(tmp_path):
+    """--precision: a model whose processes agree stops at --processes; one whose processes differ by 20%
+    gets fresh processes up to --max-processes, and its rows say how many it took."""
+    def script(model, index, call):
+        if model == "a.onnx":
+            return runner_doc(1.0 + index / 10000)  # processes within 0.1%: the median is known at once
+        return runner_doc(2.0 * (1.2 if index % 2 else 1.0))  # two levels 20% apart: never within 1%
+
+    target = FakeTarget(script)
+    with RunFolder(tmp_path) as folder:
+        spec = RunSpec(processes=4, precision=0.01, max_processes=9)
+        rows = {r.variant: r for o in measure(items("a.onnx", "b.onnx"), [target], spec, folder, "run1",
+                                               lambda m: None) for r in o.rows}
+    assert rows["a"].n_processes == 4 and rows["b"].n_processes == 9
+    assert [i for m, i in target.calls if m == "b.onnx"] == list(range(9))
+    assert (rows["a"].latency_ms_ci95_high - rows["a"].latency_ms_ci95_low) / 2 <= 0.01 * rows["a"].latency_ms_median
+    assert spec.settings_key()["precision"] == 0.01 and "precision" not in RunSpec().settings_key()
