@@ -122,10 +122,10 @@ def in_process(model: Path, n: int, mode: str, blocks: int, seconds: float) -> t
     return ours, theirs
 
 
-def edgebench(model: Path, n: int, seconds: float, mode: str, out: Path) -> float:
+def edgebench(model: Path, n: int, seconds: float, mode: str, out: Path, *extra: str) -> float:
     """Total items/s of one `edgebench bench --streams N` invocation (one runner process)."""
     subprocess.run([sys.executable, "-m", "harness", "bench", str(model), "--streams", str(n), "--stream-sessions",
-                    mode, "--processes", "1", "--min-time", str(seconds), "--out", str(out), "-q"],
+                    mode, "--processes", "1", "--min-time", str(seconds), "--out", str(out), "-q", *extra],
                    check=True, capture_output=True, cwd=ROOT)
     import csv
 
@@ -174,6 +174,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=2.0, help="timed seconds of each measurement (2)")
     parser.add_argument("--blocks", type=int, default=12, help="alternating blocks per case in one process (12)")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--openvino-python", type=Path, metavar="PYTHON",
+                        help="a Python whose onnxruntime is onnxruntime-openvino: also measure edgebench --streams 2 "
+                             "on the OpenVINO execution provider there, directly comparable with benchmark_app")
     parser.add_argument("--hand", nargs=4, metavar=("MODEL", "N", "SECONDS", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.hand:  # the hand loop's own process
@@ -188,6 +191,8 @@ def main() -> int:
     jobs = [(tool, n, mode) for n, mode in cases for tool in ("edgebench", "hand")]
     if app:
         jobs += [("openvino", 0, ""), ("openvino", 0, "f32")]
+    if args.openvino_python:
+        jobs += [("edgebench-ov", 2, "separate")]
     results: dict[tuple[str, int, str], list[float]] = {job: [] for job in jobs}
     rng = random.Random(0)
     load_start = loadavg()
@@ -201,6 +206,10 @@ def main() -> int:
             elif tool == "edgebench":
                 count += 1
                 value = edgebench(model, n, args.seconds, mode, work / f"eb{count}")
+            elif tool == "edgebench-ov":  # one OpenVINO thread per stream, as 2 streams x 1 thread here
+                count += 1
+                value = edgebench(model, n, args.seconds, mode, work / f"eb{count}", "--python",
+                                  str(args.openvino_python), "--provider", "OpenVINOExecutionProvider:num_of_threads=1")
             else:
                 value = openvino(app, model, args.seconds, mode)
             results[(tool, n, mode)].append(value)
@@ -228,6 +237,15 @@ def main() -> int:
                   f"its own CPU runtime, not onnxruntime): {statistics.median(ov):,.0f} items/s (rounds "
                   f"{min(ov):,.0f}-{max(ov):,.0f}); edgebench's best ({best:,.0f}) is "
                   f"{best / statistics.median(ov):.2f}x of it")
+    if args.openvino_python:
+        ov_ep = results[("edgebench-ov", 2, "separate")]
+        line = (f"\nedgebench --streams 2 on onnxruntime's OpenVINO execution provider ({args.openvino_python}): "
+                f"{statistics.median(ov_ep):,.0f} items/s (rounds {min(ov_ep):,.0f}-{max(ov_ep):,.0f})")
+        if app:
+            ov = results[("openvino", 0, "f32")]
+            line += (f"; benchmark_app -hint throughput -infer_precision f32: {statistics.median(ov):,.0f}: "
+                     f"ratio {statistics.median(ov_ep) / statistics.median(ov):.2f}")
+        print(line)
     print(f"\n## The same two loops in one process on the same sessions, {args.blocks} alternating blocks (ABBA) of "
           f"{args.seconds:g} s per case (load {loadavg()})\n")
     print("| streams | sessions | edgebench loop items/s | hand loop items/s | ratio of medians | per-pair ratios: "

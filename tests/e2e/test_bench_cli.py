@@ -25,9 +25,14 @@ def edgebench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 
 def interrupt_after(args: list[str], journal: Path, processes: int, timeout: float = 120) -> str:
-    """Start `edgebench ARGS`, press Ctrl-C once `processes` runner processes are journaled; its stderr."""
+    """Start `edgebench ARGS`, press Ctrl-C once `processes` runner processes are journaled; its stderr.
+
+    The child gets SIGINT's default disposition back: a test run started in the background by a
+    non-interactive shell inherits SIGINT ignored, and Python then never raises KeyboardInterrupt (the
+    command ran to the end and exited 0 in such a CI run)."""
     proc = subprocess.Popen([sys.executable, "-m", "harness", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and (not journal.exists() or len(journal.read_text().splitlines()) < processes):
         time.sleep(0.05)
