@@ -84,7 +84,9 @@ def test_a_slow_model_gets_short_blocks_and_the_round_ends_on_time(tmp_path):
                  max_time_s=0.3)
     assert doc["status"] == "ok", doc["error"]
     calls, dropped = doc["block_calls"]["slow"], doc["block_dropped"]["slow"]
-    assert 2 <= calls <= 10 and dropped == 1
+    # ~9 ms a call on a quiet machine (11 calls fill 0.1 s), tens of ms under load (2-4): short blocks either
+    # way, and the drop shrinks with the block but never below 1
+    assert 2 <= calls < 40 and dropped == max(1, 5 * calls // 40)
     assert (doc["block_calls"]["fast"], doc["block_dropped"]["fast"]) == (40, 5)
-    assert all(len(block) == calls - 1 for block in doc["blocks_ns"]["slow"])
+    assert all(len(block) == calls - dropped for block in doc["blocks_ns"]["slow"])
     assert 2 <= doc["n_blocks"] < 20 and doc["n_blocks"] % 2 == 0  # the time cap ended it before 20 blocks
