@@ -147,6 +147,14 @@ def parse_variant(text: str) -> Variant:
     return Variant(name, amount, clusters, int(iters) if iters else 1, quant, form)
 
 
+def variant_or_none(text: str) -> Variant | None:
+    """The parsed spec, or None for a name that is not one (a bare ONNX file's name)."""
+    try:
+        return parse_variant(str(text))
+    except EdgebenchError:
+        return None
+
+
 def parse_variants(text_or_list: str | Iterable[str]) -> list[Variant]:
     """Parse a comma-separated string or a list of specs; duplicates are rejected (same output folder)."""
     items = text_or_list.split(",") if isinstance(text_or_list, str) else list(text_or_list)

@@ -23,26 +23,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from export.int8 import DEFAULT_TOLERANCE
+from export.variants import variant_or_none
 from harness.compare_stats import Comparison, compare_samples
+from targets.fileio import cell_number
 
 Row = dict[str, Any]
 Groups = Callable[[Row], list[list[float]]]
 
 
-def _num(value: Any) -> float | None:
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(f) else f
-
-
 def _ok(row: Row) -> bool:
-    return row.get("status") == "ok" and _num(row.get("latency_ms_median")) is not None
+    return row.get("status") == "ok" and cell_number(row.get("latency_ms_median")) is not None
 
 
 def threads_label(row: Row) -> str:
-    threads = _num(row.get("threads"))
+    threads = cell_number(row.get("threads"))
     return "onnxruntime's default threads" if not threads else f"{int(threads)} thread" + ("s" if threads > 1 else "")
 
 
@@ -62,10 +56,10 @@ class Choice:
         r = self.row
         what = {"threads": threads_label(r), "int8 form": f"{r['variant']} ({r.get('int8_form') or 'form ?'})",
                 "variant": f"{r['variant']} at {threads_label(r)}"}[self.kind]
-        low, high = _num(r.get("latency_ms_ci95_low")), _num(r.get("latency_ms_ci95_high"))
+        low, high = cell_number(r.get("latency_ms_ci95_low")), cell_number(r.get("latency_ms_ci95_high"))
         interval = f" (95% CI {low:.4g}–{high:.4g})" if low is not None and high is not None else ""
         text = f"**{what}**: median {float(r['latency_ms_median']):.4g} ms{interval}"
-        accuracy = _num(r.get("accuracy"))
+        accuracy = cell_number(r.get("accuracy"))
         if accuracy is not None:
             text += f", accuracy {accuracy:.2%}"
         if self.runner_up is None:
@@ -112,7 +106,7 @@ def best_threads(rows: Sequence[Row], groups: Groups) -> dict[str, Choice]:
         mine = [r for r in rows if r["variant"] == variant and _ok(r)]
         batch = mine[0].get("batch_size") if mine else None
         mine = [r for r in mine if r.get("batch_size") == batch]
-        if len({_num(r.get("threads")) for r in mine}) > 1:
+        if len({cell_number(r.get("threads")) for r in mine}) > 1:
             choice = _pick("threads", variant, mine, groups)
             if choice:
                 out[variant] = choice
@@ -134,18 +128,9 @@ def at_best_threads(rows: Sequence[Row], groups: Groups) -> list[Row]:
     return out
 
 
-def _parse(variant: str) -> Any:
-    from export.variants import parse_variant
-
-    try:
-        return parse_variant(variant)
-    except Exception:  # noqa: BLE001 - a bare ONNX file's name is not a spec
-        return None
-
-
 def _accurate(row: Row, reference: float | None, tolerance: float) -> bool | None:
     """Within `tolerance` points of `reference`; None when either is unknown."""
-    accuracy = _num(row.get("accuracy"))
+    accuracy = cell_number(row.get("accuracy"))
     if accuracy is None or reference is None:
         return None
     return accuracy >= reference - tolerance / 100
@@ -175,7 +160,7 @@ def int8_forms(rows: Sequence[Row], groups: Groups, tolerance: float = DEFAULT_T
     by_name = {r["variant"]: r for r in best}
     families: dict[str, list[Row]] = {}
     for r in best:
-        v = _parse(str(r["variant"]))
+        v = variant_or_none(str(r["variant"]))
         if v is not None and v.quant == "int8":
             families.setdefault(str(r["variant"]).split("+")[0], []).append(r)
     out: dict[str, Choice] = {}
@@ -185,7 +170,7 @@ def int8_forms(rows: Sequence[Row], groups: Groups, tolerance: float = DEFAULT_T
             unique.setdefault(str(r.get("artifact_sha256") or r["variant"]), r)  # one file, one candidate
         if len(unique) < 2:
             continue
-        reference = _num(by_name[parent].get("accuracy")) if parent in by_name else None
+        reference = cell_number(by_name[parent].get("accuracy")) if parent in by_name else None
         kept, note = _filter_accurate(list(unique.values()), reference, tolerance)
         choice = _pick("int8 form", parent, kept, groups, note)
         if choice:
@@ -198,6 +183,6 @@ def ship(rows: Sequence[Row], groups: Groups, baseline: str = "fp32",
     """The variant to ship on this target: accurate within `tolerance` of the baseline here, then fastest."""
     best = at_best_threads(rows, groups)
     base = next((r for r in best if r["variant"] == baseline), None)
-    reference = _num(base.get("accuracy")) if base else None
+    reference = cell_number(base.get("accuracy")) if base else None
     kept, note = _filter_accurate(best, reference, tolerance)
     return _pick("variant", "target", kept, groups, note)

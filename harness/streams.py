@@ -16,6 +16,7 @@ from typing import Any
 
 from harness.stats import bootstrap_median_ci, percentile
 from targets.errors import EdgebenchError
+from targets.fileio import cell_number
 from targets.runner import STREAM_SESSIONS  # noqa: F401 - the runner's choices, re-exported for the harness
 
 AUTO = "auto"  # one stream per core of the target (the runner resolves it there)
@@ -76,15 +77,6 @@ def _round(value: float | None, digits: int = 6) -> float | None:
     return None if value is None or math.isnan(value) else round(float(value), digits)
 
 
-def _number(value: Any) -> float | None:
-    """A cell as a number; None for an empty cell, NaN (pandas' empty) or text."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(number) else number
-
-
 def curves(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], list[tuple[int, float, float, float, float]]]:
     """Per (variant, target): (N, items/s, its CI low, CI high, per-stream median ms) sorted by N.
 
@@ -93,12 +85,12 @@ def curves(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], list[tuple[i
     """
     found: dict[tuple[str, str], dict[int, tuple[int, float, float, float, float]]] = {}
     for r in rows:
-        ips = _number(r.get("throughput_ips_streams"))
-        if r.get("status") != "ok" or _number(r.get("streams")) is None or ips is None:
+        ips = cell_number(r.get("throughput_ips_streams"))
+        if r.get("status") != "ok" or cell_number(r.get("streams")) is None or ips is None:
             continue
-        n = int(_number(r["streams"]))  # type: ignore[arg-type]
-        low, high = _number(r.get("throughput_ips_streams_ci95_low")), _number(r.get("throughput_ips_streams_ci95_high"))
-        latency = _number(r.get("stream_latency_ms_median"))
+        n = int(cell_number(r["streams"]))  # type: ignore[arg-type]
+        low, high = cell_number(r.get("throughput_ips_streams_ci95_low")), cell_number(r.get("throughput_ips_streams_ci95_high"))
+        latency = cell_number(r.get("stream_latency_ms_median"))
         point = (n, ips, ips if low is None else low, ips if high is None else high,
                  math.nan if latency is None else latency)
         found.setdefault((r["variant"], r["target"]), {})[n] = point

@@ -97,3 +97,12 @@ def csv_cell(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return ""
     return value
+
+
+def cell_number(value: Any) -> float | None:
+    """A cell read back as a number: None for an empty cell, NaN (pandas' empty) or text."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
