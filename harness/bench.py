@@ -231,7 +231,6 @@ class Scheduler:
         limit = self.spec.process_limit
         total = sum(self.spec.processes - len(p.runs) for p in pending)
         adaptive = limit != self.spec.processes  # --precision: between processes and limit per model
-        counter = "[{count}]" if adaptive else f"[{{count}}/{total}]"
         each = f"{self.spec.processes}-{limit}" if adaptive else f"{limit}"
         count = 0
         try:
@@ -240,7 +239,8 @@ class Scheduler:
                 self.rng.shuffle(order)
                 for p in order:
                     count += 1
-                    self.progress(f"{self.target.name}: {counter.format(count=count)} {p.item.variant} "
+                    counter = f"[{count}]" if adaptive else f"[{count}/{total}]"
+                    self.progress(f"{self.target.name}: {counter} {p.item.variant} "
                                   f"process {index + 1}/{each}")
                     run = self._measure_once(p, index)
                     p.runs.append(run)

@@ -311,8 +311,12 @@ class Measurement:
         return medians, max(shifts) if shifts else None
 
     def summary(self) -> Summary | None:
-        runs = self.ok_processes
-        return summarize([p.latencies_ms for p in runs]) if runs else None
+        """The latency summary (its bootstrap interval costs ~1 s for 5 x 10,000 calls): computed once, as
+        the scheduler's warnings and the summary row both read it."""
+        if "_summary" not in self.__dict__:  # frozen: cache beside the fields, outside eq and repr
+            runs = self.ok_processes
+            self.__dict__["_summary"] = summarize([p.latencies_ms for p in runs]) if runs else None
+        return self.__dict__["_summary"]
 
     def quality(self) -> dict[str, float] | None:
         """Accuracy and friends from the runner's confusion matrix (first process that counted one)."""

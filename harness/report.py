@@ -15,11 +15,12 @@ from typing import Any
 import pandas as pd
 
 from export.methods import METHODS
+from export.variants import variant_or_none
 from harness import advice
 from harness.console import format_number
 from targets.errors import EdgebenchError
 from harness.results import SAMPLES_CSV, SUMMARY_CSV, read_csv_rows
-from targets.fileio import atomic_write_text
+from targets.fileio import atomic_write_text, cell_number
 from harness.streams import report_section
 
 REPORT_MD = "report.md"
@@ -29,28 +30,10 @@ BASELINE = "fp32"
 Comparer = Callable[[list[list[float]], list[list[float]]], Any]
 
 
-def _variant(spec: str) -> Any:
-    """The parsed spec, or None for a bare ONNX file's name."""
-    from export.variants import parse_variant
-
-    try:
-        return parse_variant(spec)
-    except Exception:  # noqa: BLE001 - a bare ONNX file's name is not a spec
-        return None
-
-
 def describe_variant(spec: str) -> str:
     """What a variant spec did to the model, in plain words."""
-    v = _variant(spec)
+    v = variant_or_none(spec)
     return v.describe() if v is not None else "as given"
-
-
-def _float(value: Any) -> float | None:
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(f) else f
 
 
 def pareto_front(points: list[tuple[float, float, str]]) -> list[str]:
@@ -70,12 +53,22 @@ def _groups(samples: pd.DataFrame, target: str, variant: str, threads: Any = Non
     sel = samples[(samples["target"] == target) & (samples["variant"] == variant)]
     for column, value in (("threads", threads), ("batch_size", batch_size)):
         if column in sel.columns and value is not None:
-            sel = sel[sel[column].isna()] if _float(value) is None else sel[sel[column] == _float(value)]
+            sel = sel[sel[column].isna()] if cell_number(value) is None else sel[sel[column] == cell_number(value)]
     return [g["latency_ms"].tolist() for _, g in sel.groupby("process_index")]
 
 
 def _row_groups(samples: pd.DataFrame, target: str) -> Callable[[dict], list[list[float]]]:
-    return lambda r: _groups(samples, target, r["variant"], r.get("threads"), r.get("batch_size"))
+    """A row's per-process latencies, each selection made once: the advice and the plots ask for the same
+    rows several times, and every selection scans the whole samples table."""
+    cache: dict[tuple, list[list[float]]] = {}
+
+    def groups(r: dict) -> list[list[float]]:
+        key = (r["variant"], cell_number(r.get("threads")), cell_number(r.get("batch_size")))  # NaN != NaN
+        if key not in cache:
+            cache[key] = _groups(samples, target, r["variant"], r.get("threads"), r.get("batch_size"))
+        return cache[key]
+
+    return groups
 
 
 def what_to_ship(records: list[dict], groups: Callable[[dict], list[list[float]]]) -> list[str]:
@@ -92,8 +85,8 @@ def what_to_ship(records: list[dict], groups: Callable[[dict], list[list[float]]
     return lines
 
 
-def _plots(out: Path, target: str, rows: pd.DataFrame, samples: pd.DataFrame, speed: dict[str, Any],
-           suffix: str) -> list[tuple[str, str]]:
+def _plots(out: Path, target: str, rows: pd.DataFrame, groups: Callable[[dict], list[list[float]]],
+           speed: dict[str, Any], suffix: str) -> list[tuple[str, str]]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -130,11 +123,11 @@ def _plots(out: Path, target: str, rows: pd.DataFrame, samples: pd.DataFrame, sp
 
         fig, ax = plt.subplots(figsize=(8, 5.5))
         for r in acc.itertuples():
-            if _float(r.model_bytes):
+            if cell_number(r.model_bytes):
                 ax.scatter(r.model_bytes / 1024, r.accuracy * 100, marker="o", color="tab:blue")
                 ax.annotate(r.variant, (r.model_bytes / 1024, r.accuracy * 100), xytext=(5, 4),
                             textcoords="offset points", fontsize=8)
-            if _float(r.model_zip_bytes):
+            if cell_number(r.model_zip_bytes):
                 ax.scatter(r.model_zip_bytes / 1024, r.accuracy * 100, marker="^", color="tab:orange")
         ax.scatter([], [], marker="o", color="tab:blue", label="file size")
         ax.scatter([], [], marker="^", color="tab:orange", label="zip-deflated size")
@@ -147,7 +140,6 @@ def _plots(out: Path, target: str, rows: pd.DataFrame, samples: pd.DataFrame, sp
         made.append(_save(fig, out / f"size_vs_accuracy{suffix}.png", "Size vs accuracy"))
 
     # latency distribution per variant
-    groups = _row_groups(samples, target)
     data = [[x for g in groups(r) for x in g] for r in ok.to_dict("records")]
     if any(data):
         fig, ax = plt.subplots(figsize=(8, 0.45 * len(names) + 1.5))
@@ -174,8 +166,8 @@ def _plots(out: Path, target: str, rows: pd.DataFrame, samples: pd.DataFrame, sp
         ax1.set_yticks(list(ys), names)
         ax1.set_xlabel(f"speedup vs {BASELINE} (x, >1 is faster; whiskers: 95% CI)\n"
                        "green: faster, red: slower, grey: no real difference")
-        comp = [b.model_bytes / r.model_bytes if _float(r.model_bytes) else math.nan for r in ok.itertuples()]
-        zcomp = [b.model_zip_bytes / r.model_zip_bytes if _float(r.model_zip_bytes) else math.nan
+        comp = [b.model_bytes / r.model_bytes if cell_number(r.model_bytes) else math.nan for r in ok.itertuples()]
+        zcomp = [b.model_zip_bytes / r.model_zip_bytes if cell_number(r.model_zip_bytes) else math.nan
                  for r in ok.itertuples()]
         ax2.barh([y - 0.2 for y in ys], comp, height=0.4, label="file bytes", color="tab:blue")
         ax2.barh([y + 0.2 for y in ys], zcomp, height=0.4, label="zip bytes", color="tab:orange")
@@ -222,10 +214,10 @@ def accuracy_note(variant: str, row: pd.Series, base: pd.Series | None, parent: 
     from export.int8 import DEFAULT_TOLERANCE
     from targets.cpu import describe_cpu
 
-    acc = _float(row.get("accuracy"))
+    acc = cell_number(row.get("accuracy"))
     if acc is None:
         return ""
-    build = _float(row.get("build_accuracy"))
+    build = cell_number(row.get("build_accuracy"))
     if build is not None and row.get("accuracy_where") == "target" and (build - acc) * 100 > DEFAULT_TOLERANCE:
         machine = {"arch": row.get("arch"), "cpu_model": row.get("cpu_model"),
                    "cpu_features": str(row.get("cpu_features") or "").split() if _present(row.get("cpu_features"))
@@ -235,17 +227,17 @@ def accuracy_note(variant: str, row: pd.Series, base: pd.Series | None, parent: 
         return (f" It scores {acc:.2%} here against {build:.2%} on the build machine for the same file and data: "
                 f"the loss comes from {cause}, not from the model; see the warning below for the remedy.")
     is_int8 = "+int8" in variant and "+int8dyn" not in variant
-    if is_int8 and parent is not None and _float(parent.get("accuracy")) is not None:
+    if is_int8 and parent is not None and cell_number(parent.get("accuracy")) is not None:
         loss = (parent["accuracy"] - acc) * 100
         if loss > DEFAULT_TOLERANCE:
             warning = _manifest(row).get("int8_warning")
             return f" INT8 loses {loss:.1f} points against {parent['variant']}" + (f": {warning}." if warning else ".")
-        if base is not None and _float(base.get("accuracy")) is not None and (base["accuracy"] - acc) * 100 > 5:
+        if base is not None and cell_number(base.get("accuracy")) is not None and (base["accuracy"] - acc) * 100 > 5:
             return (f" INT8 itself costs {loss:+.1f} points; the loss against {BASELINE} comes from "
                     f"{parent['variant']}.")
         return ""
-    if base is not None and _float(base.get("accuracy")) is not None and (base["accuracy"] - acc) * 100 > 5:
-        v = _variant(variant)
+    if base is not None and cell_number(base.get("accuracy")) is not None and (base["accuracy"] - acc) * 100 > 5:
+        v = variant_or_none(variant)
         advice = f" {METHODS[v.method].loss_note}" if v is not None and METHODS[v.method].loss_note else ""
         return f" It loses {(base['accuracy'] - acc) * 100:.0f} accuracy points: too aggressive for this model." + advice
     return ""
@@ -262,7 +254,7 @@ def verdict_line(variant: str, row: pd.Series, base: pd.Series | None, cmp: Any,
     if row["status"] != "ok":
         return f"- **{variant}** ({what}): not measured — {row['status']}: {row['error']}"
     if base is None or cmp is None or variant == BASELINE:
-        acc = f", accuracy {row['accuracy']:.2%}" if _float(row.get("accuracy")) is not None else ""
+        acc = f", accuracy {row['accuracy']:.2%}" if cell_number(row.get("accuracy")) is not None else ""
         return (f"- **{variant}** ({what}): median {_fmt(row['latency_ms_median'])} ms{acc}."
                 + accuracy_note(variant, row, base, parent))
     parts = []
@@ -280,14 +272,14 @@ def verdict_line(variant: str, row: pd.Series, base: pd.Series | None, cmp: Any,
     else:
         parts.append(f"**no clear difference** from {BASELINE} (ratio {ratio:.2f}, 95% CI {lo:.2f}–{hi:.2f}); "
                      "measure longer (more --processes) to decide")
-    if _float(row.get("model_bytes")) and _float(base.get("model_bytes")):
+    if cell_number(row.get("model_bytes")) and cell_number(base.get("model_bytes")):
         parts.append(f"file {row['model_bytes'] / base['model_bytes']:.0%} of {BASELINE}'s, "
                      f"zipped {row['model_zip_bytes'] / base['model_zip_bytes']:.0%}")
-    if _float(row.get("accuracy")) is not None and _float(base.get("accuracy")) is not None:
+    if cell_number(row.get("accuracy")) is not None and cell_number(base.get("accuracy")) is not None:
         delta = (row["accuracy"] - base["accuracy"]) * 100
         parts.append(f"accuracy {row['accuracy']:.2%} ({delta:+.1f} points)")
     note = accuracy_note(variant, row, base, parent)
-    v = _variant(variant)
+    v = variant_or_none(variant)
     if v is not None and v.quant is None and METHODS[v.method].slow_note and cmp.verdict != "faster":
         note += " " + METHODS[v.method].slow_note
     elif v is not None and v.quant == "int8dyn" and cmp.verdict == "slower":
@@ -349,12 +341,12 @@ def write_report(out_dir: Path, comparer: Comparer | None = None) -> Path:
             sp = f"{1 / cmp.ratio:.2f}×" if cmp else ("1.00×" if r["variant"] == BASELINE else "–")
             verdict = cmp.verdict if cmp else ("baseline" if r["variant"] == BASELINE else "–")
             ci = (f"{_fmt(r['latency_ms_ci95_low'])}–{_fmt(r['latency_ms_ci95_high'])}"
-                  if _float(r["latency_ms_ci95_low"]) else "–")
-            acc = f"{r['accuracy']:.2%}" if _float(r["accuracy"]) is not None else "–"
-            f1 = f"{r['f1_macro']:.3f}" if _float(r["f1_macro"]) is not None else "–"
-            kib = lambda v: _fmt(v / 1024) if _float(v) else "–"  # noqa: E731
+                  if cell_number(r["latency_ms_ci95_low"]) else "–")
+            acc = f"{r['accuracy']:.2%}" if cell_number(r["accuracy"]) is not None else "–"
+            f1 = f"{r['f1_macro']:.3f}" if cell_number(r["f1_macro"]) is not None else "–"
+            kib = lambda v: _fmt(v / 1024) if cell_number(v) else "–"  # noqa: E731
             status = r["status"] + (" (throttled)" if str(r.get("throttled")).lower() == "true" else "")
-            streams = f" · {int(r['streams'])} streams" if _float(r.get("streams")) else ""
+            streams = f" · {int(r['streams'])} streams" if cell_number(r.get("streams")) else ""
             lines.append(f"| {r['variant']}{streams} | {_fmt(r['latency_ms_median'])} | {_fmt(r['latency_ms_p90'])} | "
                          f"{_fmt(r['latency_ms_p99'])} | {ci} | {_fmt(r['throughput_ips'])} | "
                          f"{kib(r['model_bytes'])} | {kib(r['model_zip_bytes'])} | {_fmt(r['params'])} | {acc} | "
@@ -370,7 +362,7 @@ def write_report(out_dir: Path, comparer: Comparer | None = None) -> Path:
             lines += [f"- {r['variant']}: {r['warnings']}" for _, r in warned.iterrows()]
         lines.append("")
         lines += report_section(trows.to_dict("records"), out_dir, target, suffix)
-        for title, name in _plots(out_dir, target, trows, samples, speed, suffix):
+        for title, name in _plots(out_dir, target, trows, groups, speed, suffix):
             lines += [f"### {title}", "", f"![{title}]({name})", ""]
     path = out_dir / REPORT_MD
     atomic_write_text(path, "\n".join(lines) + "\n")
