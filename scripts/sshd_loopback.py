@@ -178,7 +178,7 @@ LogLevel VERBOSE
         self.pid_file.unlink(missing_ok=True)
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
     """Direct children of `pid` from /proc (the standard library has no process tree)."""
     out = []
     for entry in os.listdir("/proc"):
@@ -195,7 +195,7 @@ def _children(pid: int) -> list[int]:
 def descendants(pid: int) -> list[int]:
     found, frontier = [], [pid]
     while frontier:
-        frontier = [c for p in frontier for c in _children(p)]
+        frontier = [c for p in frontier for c in children(p)]
         found += frontier
     return found
 

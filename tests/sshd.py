@@ -50,7 +50,7 @@ def session_pids(sshd: LoopbackSshd) -> list[int]:
     session process (both hold the socket, so both must go to drop the connection)."""
     found, frontier = [], [sshd.pid()]
     while frontier:
-        kids = [c for p in frontier for c in sshd_loopback._children(p)]
+        kids = [c for p in frontier for c in sshd_loopback.children(p)]
         found += [k for k in kids if _comm(k) == "sshd"]
         frontier = kids
     return found

@@ -3,7 +3,6 @@ no control socket is left, and what was measured stays (real loopback sshd, no m
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import pytest
 
 from targets.ssh import CONTROL_PREFIX
 from tests import onnx_models
-from tests.sshd import wait_for
+from tests.sshd import sshd_loopback, wait_for
 
 pytestmark = pytest.mark.ssh
 
@@ -26,19 +25,6 @@ def _cmdline(pid: int) -> list[str]:
     except OSError:
         return []
     return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
-
-
-def _children(pid: int) -> list[int]:
-    kids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                kids.append(int(entry))
-    return kids
 
 
 def _alive(pid: int) -> bool:
@@ -55,8 +41,8 @@ def _start_bench(sshd, model: Path, out: Path) -> tuple[subprocess.Popen, int, P
                              "--ssh-config", sshd.ssh_config, "--processes", "50", "--min-time", "0.3",
                              "--out", out, "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert wait_for(lambda: (out / "processes.jsonl").exists(), timeout=120), proc.stderr
-    masters = [pid for pid in _children(proc.pid) if "ControlMaster=yes" in " ".join(_cmdline(pid))]
-    assert len(masters) == 1, [(p, _cmdline(p)) for p in _children(proc.pid)]
+    masters = [pid for pid in sshd_loopback.children(proc.pid) if "ControlMaster=yes" in " ".join(_cmdline(pid))]
+    assert len(masters) == 1, [(p, _cmdline(p)) for p in sshd_loopback.children(proc.pid)]
     path = next(arg.split("=", 1)[1] for arg in _cmdline(masters[0]) if arg.startswith("ControlPath="))
     assert Path(path).exists()
     return proc, masters[0], Path(path)
