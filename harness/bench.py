@@ -269,6 +269,9 @@ class Scheduler:
     def _measure_once(self, pending: _Pending, index: int) -> ProcessRun:
         runner_spec = self.spec.runner_spec(pending.item.path, accuracy=(index == 0), seed_offset=index)
         doc = self.target.run(runner_spec, timeout=self.spec.timeout_s)
+        if self.target.board_lock and isinstance(doc.get("machine"), dict):
+            # who held the board for this process and how long we waited for it: machine.json's board_lock
+            doc["machine"]["board_lock"] = self.target.board_lock
         return self.folder.record_process(pending.key, self.settings, self.run_id, index, doc)
 
 
@@ -307,6 +310,7 @@ def measure(items: Sequence[BenchItem], targets: Sequence[Target], spec: RunSpec
     def one(target: Target) -> TargetOutcome:
         outcome = TargetOutcome(target.name)
         scheduler = Scheduler(target, spec, folder, run_id, say, seed)
+        target.on_lock_wait = say
         try:
             target.open()
         except TargetError as exc:

@@ -359,6 +359,7 @@ def _run_paired(inputs: list[Path], args: argparse.Namespace, out: Path, progres
     paths = {i.variant: i.path for i in items}
     progress(f"comparing {', '.join(n for n in names if n != baseline)} against {baseline} on {target.name}: "
              f"interleaved rounds until decided (at most {options.max_time_s:g} s)")
+    target.on_lock_wait = progress
     with target:
         outcome = measure_paired(target, paths, baseline, options, progress)
     n = len(outcome.calls_ms[baseline])

@@ -83,12 +83,13 @@ def streams_arg(text: str) -> tuple:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def add_target_options(p: argparse.ArgumentParser) -> None:
+def add_target_options(p: argparse.ArgumentParser, measures: bool = True) -> None:
+    """--target and how to reach it; `measures`: the command measures there, so it takes the board's lock."""
     from targets.factory import add_connection_options
 
     p.add_argument("--target", action="append", metavar="T",
                    help="local (default), ssh://[user@]host[:port] or a Host alias from ~/.ssh/config; repeatable")
-    add_connection_options(p)
+    add_connection_options(p, measures=measures)
 
 
 def add_measure_options(p: argparse.ArgumentParser) -> None:

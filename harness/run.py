@@ -169,6 +169,8 @@ def run(args: argparse.Namespace) -> int:
              f"variant(s) x {len(experiment.targets)} target(s) -> {out}")
 
     targets = targets_from(args)
+    for target in targets:
+        target.on_lock_wait = progress
     output_folder(out, "the result folder")
     # One command per folder from the start (builds write artifacts/ too); a rerun resumes from its journal.
     with RunFolder(out, progress) as folder:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import abc
 import json
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,17 +79,74 @@ def import_crash(stderr: str, signum: int) -> dict[str, Any] | None:
     return failure("no_onnxruntime", f"{what}; install instead: {fix}")
 
 
+#: how long a target waits for a board another edgebench measures on (--lock-timeout; targets/boardlock.py)
+DEFAULT_LOCK_TIMEOUT_S = 3600.0
+
+
+def _to_stderr(message: str) -> None:
+    print(f"edgebench: {message}", file=sys.stderr, flush=True)
+
+
 class Target(abc.ABC):
     """Where a measurement runs. Subclasses override only the transport."""
 
     #: the name written in the `target` column of every result file
     name: str
+    #: how long open() waits for a board another edgebench measures on (None: no limit)
+    lock_timeout_s: float | None = DEFAULT_LOCK_TIMEOUT_S
+    #: told who holds the board while open() waits for it
+    on_lock_wait: Callable[[str], None] = staticmethod(_to_stderr)
+    _board_lock: Any = None
 
     def open(self) -> None:
-        """Connect and check the target is usable; raise TargetError with the fix if not."""
+        """Connect, check the target is usable (TargetError with the fix if not) and take the board's lock."""
+        self.take_board()
 
     def close(self) -> None:
-        """Release connections and remove any scratch space."""
+        """Let the board go, release connections and remove any scratch space."""
+        self.release_board()
+
+    def lock_command(self) -> list[str] | None:
+        """The command that starts a lock-mode runner on the board (None: nothing to lock)."""
+        return None
+
+    def lock_file(self) -> str | None:
+        """The board's lock file (None: the runner's default, ~/.cache/edgebench/board.lock)."""
+        return None
+
+    def take_board(self) -> None:
+        """Hold the board's lock until close(): one measurement per board at a time, whoever runs it."""
+        from targets.boardlock import BoardLock
+
+        if self._board_lock is not None and self._board_lock.held:
+            return
+        command = self.lock_command()
+        if command is None:
+            return
+        lock = BoardLock(command, self.name, self.lock_file())
+        lock.acquire(self.lock_timeout_s, self.on_lock_wait)
+        self._board_lock = lock
+
+    def release_board(self) -> None:
+        if self._board_lock is not None:
+            self._board_lock.release()
+
+    def under_lock(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """`spec` for a runner started while this target holds its board: the runner keeps a shared flock on
+        the lock's busy file, so that a next holder waits for it even if we are killed meanwhile."""
+        lock = self._board_lock
+        if lock is None or not lock.held or not lock.busy:
+            return spec
+        return {**spec, "board_busy": lock.busy}
+
+    def lost_board(self) -> bool:
+        """True when this target is open but its lock is gone (the connection that held it dropped)."""
+        return self._board_lock is not None and self._board_lock.wanted and not self._board_lock.held
+
+    @property
+    def board_lock(self) -> dict[str, Any] | None:
+        """The lock this target holds or last held: file, holder (us), waited_s, waited_for; for machine.json."""
+        return None if self._board_lock is None else self._board_lock.info
 
     @abc.abstractmethod
     def run(self, spec: dict[str, Any], timeout: float) -> dict[str, Any]:

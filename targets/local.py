@@ -30,7 +30,7 @@ class LocalTarget(Target):
         command = [self.python, str(RUNNER_PATH), "-"]
         try:
             proc = subprocess.run(
-                command, input=json.dumps(spec), capture_output=True, text=True, timeout=timeout
+                command, input=json.dumps(self.under_lock(spec)), capture_output=True, text=True, timeout=timeout
             )
         except subprocess.TimeoutExpired:
             return failure(
@@ -41,6 +41,11 @@ class LocalTarget(Target):
         except OSError as exc:
             return failure("crashed", f"cannot start {self.python}: {exc}")
         return parse_runner_output(proc.stdout, proc.stderr, proc.returncode, " ".join(command))
+
+    def lock_command(self) -> list[str]:
+        # this machine's own Python: --python may be a wrapper (an emulated CPU, a slow start) and the lock
+        # needs only the standard library
+        return [sys.executable, str(RUNNER_PATH), "-"]
 
     def run(self, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
         return self._execute(spec, timeout)

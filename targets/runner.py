@@ -29,6 +29,11 @@ The spec (JSON object; every key optional except where noted):
                   against its `y` (skipped when the file has no `y`)
   models, block_size, n_blocks, drop_per_block   paired mode: alternate models in blocks of calls
   block_time_s    paired mode: a block of a slow model holds fewer calls, so that it lasts about this long
+  lock            mode "lock": hold an exclusive flock on the board's lock file (path, default
+                  ~/.cache/edgebench/board.lock) for as long as stdin stays open; "holder" (who we are) is
+                  written into the file, "timeout_s" bounds the wait. Prints one JSON line per holder seen
+                  while waiting ({"status": "waiting", "holder": ...}), then {"status": "ok", ...} once held
+                  (or {"status": "lock_timeout"}); with `-` the spec is the first line of stdin
   streams         bench mode: N (or "auto", one per core) concurrent streams after the single-stream loop
                   (see streams_phase); stream_sessions "separate" (default) or "shared", stream_threads the
                   intra-op threads of each stream (default: intra_op_threads, else cores // N)
@@ -54,7 +59,8 @@ import time
 # another version (a stale copy on a board) rather than misread it.
 # 2: the spec's providers; the bench document's providers and placement
 # 3: bench mode's streams phase (spec streams, stream_sessions, stream_threads; the document's stream_*)
-RUNNER_VERSION = 3
+# 4: lock mode (one measurement per board at a time); every document's time_start/time_end
+RUNNER_VERSION = 4
 REPORTED_ERROR_EXIT = 3  # exit code when the document describes a failure of the measurement (status != ok)
 
 # The statuses a runner document carries. A failure that depends on the model, the spec or the software
@@ -1438,17 +1444,164 @@ def paired(spec):
             "block_dropped": {k: plan[i][1] for i, k in enumerate(keys)}, "blocks_ns": blocks}
 
 
+# ---------------------------------------------------------------- lock mode: one measurement per board
+
+LOCK_FILE = "~/.cache/edgebench/board.lock"
+LOCK_POLL_S = 0.25
+
+
+def _say(doc):
+    sys.stdout.write(json.dumps(dict(doc, runner_version=RUNNER_VERSION)) + "\n")
+    sys.stdout.flush()
+
+
+def _open_lock_file(path):
+    """The lock file, shared by every account that can reach it (mode 0666); opened without O_CREAT when it
+    exists, since a sticky world-writable folder refuses O_CREAT on another user's file (protected_regular)."""
+    try:
+        return os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        pass
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        os.fchmod(fd, 0o666)
+    except OSError:
+        pass
+    return fd
+
+
+def _holder_in(fd):
+    """Who the file says holds the lock (what the holder wrote), or None while it is empty or half-written."""
+    try:
+        data = os.pread(fd, 65536, 0)
+        holder = json.loads(data.decode("utf-8")) if data.strip() else None
+    except (OSError, ValueError):
+        return None
+    if isinstance(holder, dict) and holder.get("since_unix"):
+        holder["held_s"] = round(max(0.0, time.time() - float(holder["since_unix"])), 1)
+    return holder if isinstance(holder, dict) else None
+
+
+def _stdin_closed(wait_s):
+    """True when stdin reached end of file within wait_s (the harness or its connection is gone)."""
+    import select
+
+    readable, _, _ = select.select([sys.stdin], [], [], wait_s)
+    return bool(readable) and not sys.stdin.buffer.read1(65536)
+
+
+def _wait_for_flock(fd, kind, holder_of, timeout, started, seen):
+    """Poll for flock `kind` on fd, saying who holds it each time that changes; "ok", "timeout" or "gone"
+    (our stdin ended: the harness that asked is gone)."""
+    import fcntl
+
+    while True:
+        try:
+            fcntl.flock(fd, kind | fcntl.LOCK_NB)
+            return "ok"
+        except OSError:
+            pass
+        holder = holder_of()
+        if holder and (not seen or holder.get("since_unix") != seen[-1].get("since_unix")):
+            seen.append(holder)
+            _say({"status": "waiting", "holder": holder, "waited_s": round(time.time() - started, 1)})
+        if timeout is not None and time.time() - started >= float(timeout):
+            _say({"status": "lock_timeout", "holder": holder, "waited_s": round(time.time() - started, 1),
+                  "error": "the board is still in use"})
+            return "timeout"
+        if _stdin_closed(LOCK_POLL_S):
+            return "gone"
+
+
+def hold_lock(spec):
+    """Lock mode: wait for the board's lock, hold it until stdin closes. The kernel releases a flock when its
+    process ends, so a holder that is killed or loses its connection can never leave the board locked.
+
+    Every runner a holder starts also keeps a shared flock on BUSY (the lock file + ".busy", spec key
+    board_busy) while it runs; a new holder waits for those to end too, so a measurement left running on the
+    board by a killed edgebench cannot overlap the next one."""
+    import fcntl
+    import signal
+
+    # Ctrl-C on a terminal reaches the whole process group: the lock ends when edgebench does, not before
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    path = os.path.expanduser(spec.get("path") or LOCK_FILE)
+    try:
+        fd = _open_lock_file(path)
+        busy = _open_lock_file(path + ".busy")
+    except OSError as exc:
+        _say({"status": "bad_spec", "error": "cannot open the board's lock file %s: %s" % (path, exc)})
+        return REPORTED_ERROR_EXIT
+    timeout, started, seen = spec.get("timeout_s"), time.time(), []
+    got = _wait_for_flock(fd, fcntl.LOCK_EX, lambda: _holder_in(fd), timeout, started, seen)
+    if got == "ok":
+        # the last holder's name is still in the file when it was killed: its runners are what we wait for
+        previous = _holder_in(fd)
+        if previous:
+            previous["still_running"] = True
+        got = _wait_for_flock(busy, fcntl.LOCK_EX, lambda: previous, timeout, started, seen)
+    if got != "ok":
+        return REPORTED_ERROR_EXIT if got == "timeout" else 0
+    fcntl.flock(busy, fcntl.LOCK_UN)
+    os.close(busy)
+    now = time.time()
+    me = dict(spec.get("holder") or {}, since_unix=now, board_pid=os.getpid())
+    me["since_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(me).encode("utf-8"), 0)
+    _say({"status": STATUS_OK, "path": path, "holder": me, "waited_s": round(now - started, 3), "waited_for": seen,
+          "busy": path + ".busy"})
+    while not _stdin_closed(None):
+        pass
+    # The name stays until the next holder writes its own: runners of ours may still measure (we can be
+    # cut off mid-measurement), and the next holder names us while it waits for them.
+    return 0
+
+
+def _share_board(spec):
+    """A runner started under a board lock keeps a shared flock on its busy file for its whole life."""
+    path = spec.get("board_busy")
+    if not path:
+        return None
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        fcntl.flock(fd, fcntl.LOCK_SH)
+    except OSError:
+        return None  # best effort: the exclusive lock is what keeps measurements apart
+    return fd
+
+
+def _lock_spec(line):
+    try:
+        spec = json.loads(line)
+    except ValueError:
+        return None
+    return spec if isinstance(spec, dict) and spec.get("mode") == "lock" else None
+
+
 def main(argv):
     started = time.time()
-    doc = {"runner_version": RUNNER_VERSION, "status": STATUS_OK, "error": None}
+    doc = {"runner_version": RUNNER_VERSION, "status": STATUS_OK, "error": None, "time_start": started}
     try:
         if len(argv) != 2:
             raise RunnerError("bad_spec", "usage: runner.py SPEC.json (or - for stdin)")
         try:
-            text = sys.stdin.read() if argv[1] == "-" else open(argv[1]).read()
-            spec = json.loads(text)
+            if argv[1] == "-":
+                # a lock spec is one line: its holder keeps stdin open for as long as it holds the lock
+                text = sys.stdin.readline()
+                spec = _lock_spec(text) or json.loads(text + sys.stdin.read())
+            else:
+                spec = json.loads(open(argv[1]).read())
         except (OSError, ValueError) as exc:
             raise RunnerError("bad_spec", "cannot read the runner spec %s: %s" % (argv[1], exc))
+        if spec.get("mode") == "lock":
+            return hold_lock(spec)
+        _share_board(spec)  # its descriptor stays open (and the flock held) until this process ends
         if spec.get("cpu_affinity"):
             try:
                 os.sched_setaffinity(0, set(int(c) for c in spec["cpu_affinity"]))
@@ -1470,7 +1623,8 @@ def main(argv):
         doc["status"], doc["error"] = exc.status, str(exc)
     except MemoryError:
         doc["status"], doc["error"] = "out_of_memory", "the runner ran out of memory on %s" % socket.gethostname()
-    doc["wall_s"] = time.time() - started
+    doc["time_end"] = time.time()
+    doc["wall_s"] = doc["time_end"] - started
     sys.stdout.write(json.dumps(doc) + "\n")
     sys.stdout.flush()
     return 0 if doc["status"] == STATUS_OK else REPORTED_ERROR_EXIT

@@ -309,17 +309,32 @@ class SshTarget(Target):
         self._ctl_dir = None
 
     def open(self) -> None:
-        """Connect, then check the board has Python >= 3.9, numpy and onnxruntime (SshError with the fix)."""
+        """Connect, check the board has Python >= 3.9, numpy and onnxruntime (SshError with the fix), then take
+        the board's lock."""
         with self._lock:
             self.connect()
             info = self.probe().get("machine") or {}
             problem = usability_problem(info, self.name)
             if problem:
                 raise SshError(f"{self.name}: {problem}", "remote")
+            self.take_board()
 
     def close(self) -> None:
         with self._lock:
+            self.release_board()
             self._stop_master()
+
+    def lock_command(self) -> list[str]:
+        # Through the master connection: when it drops, the board's sshd ends the session and the lock with it.
+        script = f"""
+py={self._python_expr()}
+command -v "$py" >/dev/null 2>&1 || {{ echo "edgebench: no Python interpreter $py on $(hostname)" >&2; exit {_NO_PYTHON}; }}
+exec "$py" {shlex.quote(self._runner())} -
+"""
+        return self._ssh("sh -c " + shlex.quote(script))
+
+    def lock_file(self) -> str:
+        return f"{self.cache_dir}/board.lock"
 
     def shell(self, script: str, timeout: float, stdin: Any = None, input: str | None = None
               ) -> subprocess.CompletedProcess[str]:  # fmt: skip
@@ -396,7 +411,9 @@ class SshTarget(Target):
     def _execute(self, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
         with self._lock:
             self.connect()
-            remote_spec = dict(spec)
+            if self.lost_board():
+                self.take_board()  # the connection dropped and took the lock with it: no measurement without it
+            remote_spec = self.under_lock(dict(spec))
             files = dict(spec.get("files") or {})
             try:
                 bundles = {key: bundle_for(Path(path)) for key, path in files.items()}

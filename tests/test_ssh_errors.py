@@ -128,7 +128,8 @@ def _run_in_thread(target: SshTarget, spec: dict, timeout: float) -> tuple[threa
 def test_connection_killed_mid_measurement(loopback_sshd, ssh_target: SshTarget, mlp_model: Path) -> None:
     spec = {"files": {"model": str(mlp_model)}, "min_time_s": 4, "max_time_s": 4}
     thread, out = _run_in_thread(ssh_target, spec, timeout=60)
-    assert wait_for(lambda: processes_of(loopback_sshd.user, "runner.py"), timeout=20)
+    # " runner.py -": a measurement's runner (run in its scratch folder), not the board lock's (a full path)
+    assert wait_for(lambda: processes_of(loopback_sshd.user, " runner.py -"), timeout=20)
     for pid in session_pids(loopback_sshd):
         os.kill(pid, signal.SIGKILL)
     t_kill = time.monotonic()
@@ -138,18 +139,22 @@ def test_connection_killed_mid_measurement(loopback_sshd, ssh_target: SshTarget,
     assert out["t_end"] - t_kill < 5
     # The orphaned runner ends on its own (a closed pipe or the remote time limit) and its scratch goes.
     assert wait_for(lambda: not scratch_dirs(loopback_sshd.user), timeout=30)
-    # The target reconnects for the next measurement.
+    # The target reconnects for the next measurement, and takes the board's lock again first (it went with
+    # the connection): no measurement runs without it.
+    first_lock = ssh_target.board_lock
     assert ssh_target.run({"files": {"model": str(mlp_model)}, "min_time_s": 0.05}, 60)["status"] == "ok"
+    assert ssh_target._board_lock.held
+    assert ssh_target.board_lock["holder"]["since_unix"] > first_lock["holder"]["since_unix"]
 
 
 def test_runner_killed_on_the_board(loopback_sshd, ssh_target: SshTarget, mlp_model: Path) -> None:
     # max_iterations too: at the default 10,000 calls the tiny model's run ends in ~0.2 s, before the kill
     spec = {"files": {"model": str(mlp_model)}, "min_time_s": 20, "max_time_s": 20, "max_iterations": 10**9}
     thread, out = _run_in_thread(ssh_target, spec, timeout=60)
-    pids = wait_for(lambda: processes_of(loopback_sshd.user, "runner.py -"), timeout=20)
+    pids = wait_for(lambda: processes_of(loopback_sshd.user, " runner.py -"), timeout=20)
     assert pids
     time.sleep(0.5)
-    for pid in processes_of(loopback_sshd.user, "runner.py -"):
+    for pid in processes_of(loopback_sshd.user, " runner.py -"):
         if Path(f"/proc/{pid}/exe").resolve().name.startswith("python"):
             os.kill(pid, signal.SIGKILL)
     thread.join(30)

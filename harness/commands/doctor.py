@@ -11,7 +11,7 @@ EXIT_NOT_READY = 1
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    add_target_options(p)
+    add_target_options(p, measures=False)  # doctor only looks: it does not take the board
     p.add_argument("--provision", action="store_true",
                    help="create ~/.cache/edgebench/venv on the target and pip install numpy and onnxruntime")
 
