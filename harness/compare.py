@@ -17,6 +17,7 @@ import csv
 import io
 import math
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -24,7 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from harness import gate
 from harness.compare_stats import DEFAULT_THRESHOLD, Comparison, compare_samples
+from harness.gate import EXIT_GATE_FAILED, EXIT_INCONCLUSIVE, slowdown
 from harness.options import output_folder
 from targets.errors import EdgebenchError
 from harness.paired import PairedOptions, Progress, flat, measure_paired
@@ -58,6 +61,7 @@ class ComparisonRow:
     description: str
     warnings: str
     schema_version: int = SCHEMA_VERSION
+    gate: str = ""  # pass / fail / inconclusive under --fail-if / --max-slowdown (harness/gate.py); else empty
 
 
 COMPARISON_COLUMNS = tuple(f.name for f in fields(ComparisonRow))
@@ -280,6 +284,17 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=positive_float, default=d.timeout_s, metavar="S",
                    help=f"stop one runner process after this long ({d.timeout_s:g})")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+    p.add_argument("--fail-if", choices=("slower",),
+                   help=f"a CI gate: exit {EXIT_GATE_FAILED} when a candidate's verdict is slower, "
+                        f"{EXIT_INCONCLUSIVE} when one is inconclusive (and none failed)")
+    p.add_argument("--max-slowdown", type=slowdown, metavar="X",
+                   help="a CI gate: fail only when the whole interval is beyond X slower (5%% or 0.05); pass "
+                        "when the whole interval is within it; inconclusive otherwise")
+    p.add_argument("--summary-md", type=Path, metavar="FILE",
+                   help="append a Markdown summary (for a CI job summary, e.g. $GITHUB_STEP_SUMMARY)")
+    p.add_argument("--junit", type=Path, metavar="FILE",
+                   help="write a JUnit XML report: one test case per comparison (failure: fails the gate; "
+                        "skipped: inconclusive)")
     add_target_options(p)
 
 
@@ -301,12 +316,25 @@ def run(args: argparse.Namespace) -> int:
         rows = _run_stored(inputs, stored, args, out)
     else:
         rows = _run_paired(inputs, args, out, progress)
+    rule = gate.rule_from(args)
+    outcomes = [rule.judge(r.verdict, r.ratio_ci95_low, r.ratio_ci95_high) for r in rows]
+    if rule.active:
+        rows = [replace(r, gate=o) for r, o in zip(rows, outcomes)]
     write_comparison_csv(out / COMPARISON_CSV, rows)
     print("\n".join(format_comparisons(rows)))
     for w in sorted({w for r in rows for w in r.warnings.split(" | ") if w}):
         print(f"warning: {w}")
     print(f"results: {out / COMPARISON_CSV} (pyperf: {out}/pyperf-*.json)")
-    return 0
+    if args.summary_md:
+        gate.append_text(args.summary_md, gate.markdown(rows, outcomes, rule))
+    if args.junit:
+        gate.write_junit(args.junit, gate.junit(rows, outcomes, rule))
+    if not rule.active:
+        return 0
+    for r, o in zip(rows, outcomes):
+        if o != gate.PASS:
+            print(gate.verdict_line(r, o, rule), file=sys.stderr)
+    return gate.exit_code(outcomes)
 
 
 def _run_stored(inputs: list[Path], stored: list[bool], args: argparse.Namespace, out: Path) -> list[ComparisonRow]:
@@ -353,7 +381,8 @@ def _run_paired(inputs: list[Path], args: argparse.Namespace, out: Path, progres
                             block_size=args.block_size, drop_per_block=args.drop, round_time_s=args.round_time,
                             block_time_s=args.block_time, precision=args.precision,
                             threads=args.threads, shapes=tuple(args.shape), seed=args.seed, timeout_s=args.timeout,
-                            data=data, inputs=values, providers=parse_providers(args.provider))
+                            data=data, inputs=values, providers=parse_providers(args.provider),
+                            max_slowdown=args.max_slowdown)
     target = targets_from(args)[0]
     output_folder(out)  # after every check: a refused command leaves no empty folder behind
     paths = {i.variant: i.path for i in items}

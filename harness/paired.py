@@ -20,6 +20,7 @@ import numpy as np
 from harness.compare_stats import DEFAULT_THRESHOLD, Comparison, SequentialRule, compare_rounds
 from harness.bench import PERMANENT_FAILURES
 from harness.console import format_number
+from harness.gate import INCONCLUSIVE, Rule
 from harness.inputs import InputValue, runner_inputs
 from harness.providers import ProviderSpec, runner_providers
 from harness.stats import load_warning
@@ -44,6 +45,7 @@ class PairedOptions:
     round_time_s: float = 0.5
     block_time_s: float = 0.25
     precision: float = 0.0
+    max_slowdown: float | None = None  # compare's gate: a comparison it has decided needs no more rounds
     threads: int | None = None
     shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
     seed: int = 0
@@ -192,7 +194,7 @@ def run_adaptive(next_round: Callable[[], dict[str, Blocks] | None], names: Sequ
         if got is not None and rule.is_look(n_rounds):
             decided = _compare_all(calls, baseline, candidates, options, rule)
             progress(f"round {n_rounds}: " + "; ".join(f"{c.candidate} {c.ratio:.3f} {c.verdict}" for c in decided))
-            if all(c.verdict != "inconclusive" and precise(c, options.precision) for c in decided):
+            if all(settled(c, options) for c in decided):
                 break
         elapsed = clock() - start
         if elapsed + slowest > options.max_time_s:
@@ -202,6 +204,16 @@ def run_adaptive(next_round: Callable[[], dict[str, Blocks] | None], names: Sequ
         comparisons = [replace(c, warnings=c.warnings + (late,)) if c.verdict == "inconclusive" else c
                        for c in comparisons]
     return calls, comparisons, clock() - start, failed
+
+
+def settled(c: Comparison, options: PairedOptions) -> bool:
+    """No more rounds needed: the verdict is decided (or, under --max-slowdown, the gate is), and the interval
+    is as narrow as --precision asks."""
+    if options.max_slowdown is not None:
+        decided = Rule(options.max_slowdown, active=True).judge(c.verdict, c.ci_low, c.ci_high) != INCONCLUSIVE
+    else:
+        decided = c.verdict != "inconclusive"
+    return decided and precise(c, options.precision)
 
 
 def precise(c: Comparison, precision: float) -> bool:
