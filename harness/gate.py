@@ -91,10 +91,9 @@ def markdown(rows: Sequence[ComparisonRow], outcomes: Sequence[str], rule: Rule)
     """A job summary: one headline, one table row per comparison, the plain sentences and warnings."""
     overall = {0: "passed", EXIT_GATE_FAILED: "FAILED", EXIT_INCONCLUSIVE: "inconclusive"}[exit_code(outcomes)]
     icon = {PASS: "✅ pass", FAIL: "❌ fail", INCONCLUSIVE: "⚠️ inconclusive"}
-    lines = [f"### edgebench compare: {overall}", "",
-             f"Gate: fail when a candidate is {rule.describe()} than its baseline, and sure of it; ratio = "
-             "candidate / baseline "
-             "latency (< 1 is faster).", "",
+    rule_text = (f"Gate: fail when a candidate is {rule.describe()} than its baseline, and sure of it; "
+                 "ratio = candidate / baseline latency (< 1 is faster).")
+    lines = [f"### edgebench compare: {overall}", "", rule_text, "",
              "| candidate | baseline | target | ratio | 95% CI | verdict | gate |", "|---|---|---|---|---|---|---|"]
     for row, outcome in zip(rows, outcomes):
         cells = [row.candidate, row.baseline, row.target,

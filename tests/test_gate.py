@@ -8,8 +8,18 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from harness.compare import ComparisonRow
-from harness.gate import EXIT_GATE_FAILED, EXIT_INCONCLUSIVE, FAIL, INCONCLUSIVE, PASS, Rule, exit_code, junit, \
-    markdown, slowdown
+from harness.gate import (
+    EXIT_GATE_FAILED,
+    EXIT_INCONCLUSIVE,
+    FAIL,
+    INCONCLUSIVE,
+    PASS,
+    Rule,
+    exit_code,
+    junit,
+    markdown,
+    slowdown,
+)
 
 
 def row(candidate: str, low: float | None, high: float | None, verdict: str, ratio: float = 1.0) -> ComparisonRow:
