@@ -28,6 +28,7 @@ COMMANDS = (
     ("compare", "harness.compare", "is B faster or slower than A, by how much, and how sure"),
     ("doctor", "harness.commands.doctor", "check a target: reachable, Python, numpy, onnxruntime, sensors"),
     ("report", "harness.commands.report", "(re)write DIR/report.md and its plots from the result files"),
+    ("history", "harness.commands.history", "every stored result of a model over time, with its step changes"),
 )
 
 # Packages the light install (requirements-light.txt: bench, compare, doctor) leaves out: a command that

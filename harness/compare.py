@@ -28,6 +28,7 @@ import numpy as np
 from harness import gate
 from harness.compare_stats import DEFAULT_THRESHOLD, Comparison, compare_samples
 from harness.gate import EXIT_GATE_FAILED, EXIT_INCONCLUSIVE, slowdown
+from harness.history import add_db_options, record_comparisons
 from harness.options import output_folder
 from targets.errors import EdgebenchError
 from harness.paired import PairedOptions, Progress, flat, measure_paired
@@ -296,6 +297,7 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="write a JUnit XML report: one test case per comparison (failure: fails the gate; "
                         "skipped: inconclusive)")
     add_target_options(p)
+    add_db_options(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -321,6 +323,7 @@ def run(args: argparse.Namespace) -> int:
     if rule.active:
         rows = [replace(r, gate=o) for r, o in zip(rows, outcomes)]
     write_comparison_csv(out / COMPARISON_CSV, rows)
+    record_comparisons(args, out, rows)
     print("\n".join(format_comparisons(rows)))
     for w in sorted({w for r in rows for w in r.warnings.split(" | ") if w}):
         print(f"warning: {w}")

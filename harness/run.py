@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.bench import BenchItem, load_item, measure
+from harness.history import add_db_options, record_folder
 from harness.options import add_provider_option, add_target_options, output_folder, targets_from
 from harness.console import Progress, format_summary
 from targets.errors import EdgebenchError, TargetError
@@ -40,6 +41,7 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="where a plain +int8 measures its forms before shipping one: build (this machine) or one "
                         "of the targets (overrides the experiment's build.int8_select_on)")
     add_target_options(p)
+    add_db_options(p)
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,7 @@ def run(args: argparse.Namespace) -> int:
     rows = read_csv_rows(out / "summary.csv")
     print("\n".join(format_summary(rows)))
     print(f"results: {out}/summary.csv\nreport:  {report}")
+    record_folder(args, "run", out)
     failed = [r for r in rows if r["status"] != "ok"]
     for name, error in target_errors.items():
         print(f"error: target {name}: {error}", file=sys.stderr)

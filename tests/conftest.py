@@ -27,6 +27,13 @@ def skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
+# ------------------------------------------------------------------ the results database
+
+# Every run, bench and compare appends to the results database: the tests' go to a file of their own, never
+# to the user's ~/.local/share/edgebench. Set before any test starts a command, so subprocesses inherit it.
+os.environ["EDGEBENCH_DB"] = str(Path(tempfile.mkdtemp(prefix="edgebench-test-db-")) / "history.sqlite")
+
+
 # ------------------------------------------------------------------ models
 
 

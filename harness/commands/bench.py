@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from harness.history import add_db_options, record_folder
 from harness.options import add_measure_options, add_target_options, output_folder, run_specs_from, targets_from
 
 EXIT_MEASUREMENT_FAILED = 1
@@ -16,6 +17,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, metavar="DIR", help="result folder (default results/<run-id>)")
     add_target_options(p)
     add_measure_options(p)
+    p.add_argument("--baseline-from-history", action="store_true",
+                   help="compare each result with the last stored result of the same model, variant, target and "
+                        "settings in the results database (separate runs: a stored-result comparison)")
+    add_db_options(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,7 +54,29 @@ def run(args: argparse.Namespace) -> int:
     if any(r.status == "ok" for r in rows):
         print("\n".join(format_summary(rows)))
         print(f"results: {out}")
+    if args.baseline_from_history:
+        compare_with_history(args, out)
+    record_folder(args, "bench", out)
     return report_failures(rows)
+
+
+def compare_with_history(args: argparse.Namespace, out: Path) -> None:
+    """--baseline-from-history: comparison.csv in the bench folder, and the verdicts printed."""
+    from harness import history
+    from harness.compare import COMPARISON_CSV, format_comparisons, write_comparison_csv
+
+    path = history.db_path(args)
+    rows = history.compare_with_history(path, out, threshold=0.02)
+    if not rows:
+        print(f"baseline from history: no earlier result of these measurements in {path}")
+        return
+    print(f"baseline from history ({path}): each result against the last stored run of the same model, variant, "
+          "target and settings; separate runs, not interleaved")
+    print("\n".join(format_comparisons(rows)))
+    for w in sorted({w for r in rows for w in r.warnings.split(" | ") if w}):
+        print(f"warning: {w}")
+    write_comparison_csv(out / COMPARISON_CSV, rows)
+    print(f"comparison: {out / COMPARISON_CSV}")
 
 
 def report_failures(rows: Sequence) -> int:
