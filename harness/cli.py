@@ -27,7 +27,7 @@ COMMANDS = (
     ("bench", "harness.commands.bench", "measure ONNX files or artifact folders on a target"),
     ("compare", "harness.compare", "is B faster or slower than A, by how much, and how sure"),
     ("doctor", "harness.commands.doctor", "check a target: reachable, Python, numpy, onnxruntime, sensors"),
-    ("report", "harness.commands.report", "(re)write DIR/report.md and its plots from the result files"),
+    ("report", "harness.commands.report", "(re)write DIR/report.md, report.html and the plots from the result files"),
     ("history", "harness.commands.history", "every stored result of a model over time, with its step changes"),
 )
 

@@ -18,6 +18,8 @@ from export.methods import METHODS
 from export.variants import variant_or_none
 from harness import advice
 from harness.console import format_number
+from harness.plotlabels import place_labels
+from harness.report_html import write_html
 from targets.errors import EdgebenchError
 from harness.results import SAMPLES_CSV, SUMMARY_CSV, read_csv_rows
 from targets.fileio import atomic_write_text, cell_number
@@ -109,8 +111,6 @@ def _plots(out: Path, target: str, rows: pd.DataFrame, groups: Callable[[dict], 
             err = [[r.latency_ms_median - r.latency_ms_ci95_low], [r.latency_ms_ci95_high - r.latency_ms_median]]
             ax.errorbar(r.latency_ms_median, r.accuracy * 100, xerr=err, fmt="o" if on else "s",
                         color="tab:red" if on else "tab:gray", capsize=3)
-            ax.annotate(r.variant, (r.latency_ms_median, r.accuracy * 100), textcoords="offset points",
-                        xytext=(5, 4), fontsize=8)
         fp = sorted((p for p in points if p[2] in front), key=lambda p: p[0])
         ax.plot([p[0] for p in fp], [p[1] for p in fp], "--", color="tab:red", label="Pareto front")
         ax.set_xscale("log")  # variants span 0.1-10 ms: on a linear axis the fast ones pile up
@@ -119,14 +119,13 @@ def _plots(out: Path, target: str, rows: pd.DataFrame, groups: Callable[[dict], 
         ax.set_title(f"Accuracy vs latency on {target}")
         ax.grid(alpha=0.3)
         ax.legend()
+        place_labels(ax, [(r.latency_ms_median, r.accuracy * 100, r.variant) for r in acc.itertuples()])
         made.append(_save(fig, out / f"accuracy_vs_latency{suffix}.png", "Accuracy vs latency"))
 
         fig, ax = plt.subplots(figsize=(8, 5.5))
         for r in acc.itertuples():
             if cell_number(r.model_bytes):
                 ax.scatter(r.model_bytes / 1024, r.accuracy * 100, marker="o", color="tab:blue")
-                ax.annotate(r.variant, (r.model_bytes / 1024, r.accuracy * 100), xytext=(5, 4),
-                            textcoords="offset points", fontsize=8)
             if cell_number(r.model_zip_bytes):
                 ax.scatter(r.model_zip_bytes / 1024, r.accuracy * 100, marker="^", color="tab:orange")
         ax.scatter([], [], marker="o", color="tab:blue", label="file size")
@@ -137,6 +136,8 @@ def _plots(out: Path, target: str, rows: pd.DataFrame, groups: Callable[[dict], 
         ax.set_title(f"Size vs accuracy ({target})")
         ax.grid(alpha=0.3, which="both")
         ax.legend()
+        place_labels(ax, [(r.model_bytes / 1024, r.accuracy * 100, r.variant) for r in acc.itertuples()
+                          if cell_number(r.model_bytes)])
         made.append(_save(fig, out / f"size_vs_accuracy{suffix}.png", "Size vs accuracy"))
 
     # latency distribution per variant
@@ -366,4 +367,5 @@ def write_report(out_dir: Path, comparer: Comparer | None = None) -> Path:
             lines += [f"### {title}", "", f"![{title}]({name})", ""]
     path = out_dir / REPORT_MD
     atomic_write_text(path, "\n".join(lines) + "\n")
+    write_html(out_dir, lines)  # the same lines as one self-contained page
     return path

@@ -124,15 +124,17 @@ def _plot(found: dict[str, list[tuple[int, float, float, float, float]]], path: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from harness.plotlabels import place_labels
+
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
+    labels: list[tuple[float, float, str]] = []
     for variant, points in found.items():
         ns = [p[0] for p in points]
         ips = [p[1] for p in points]
         err = [[p[1] - p[2] for p in points], [p[3] - p[1] for p in points]]
         line = ax1.errorbar(ns, ips, yerr=err, marker="o", capsize=3, label=variant)
         ax2.plot(ips, [p[4] for p in points], marker="o", color=line[0].get_color(), label=variant)
-        for n, x, y in zip(ns, ips, (p[4] for p in points)):
-            ax2.annotate(f"N={n}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        labels += [(x, y, f"N={n}") for n, x, y in zip(ns, ips, (p[4] for p in points))]
     ax1.set_xlabel("concurrent streams N")
     ax1.set_ylabel("total items/s (bars: 95% CI over processes)")
     ax1.set_xticks(sorted({p[0] for pts in found.values() for p in pts}))
@@ -143,5 +145,6 @@ def _plot(found: dict[str, list[tuple[int, float, float, float, float]]], path: 
         ax.legend(fontsize=8)
     fig.suptitle(f"Latency/throughput curve on {target}")
     fig.tight_layout()
+    place_labels(ax2, labels)
     fig.savefig(path, dpi=110)
     plt.close(fig)

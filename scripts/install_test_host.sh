@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # System packages the real-parts tests use: an OpenSSH server and client (loopback sshd tests),
-# user-mode QEMU + debootstrap (the emulated arm64 board) and LibreOffice Calc (the spreadsheet test).
+# user-mode QEMU + debootstrap (the emulated arm64 board), LibreOffice Calc (the spreadsheet test) and
+# Chromium (the report.html test).
 # Installs them when run as root and they are missing; otherwise says what is missing (those tests
 # then skip, except under CI=true).
 set -euo pipefail
@@ -12,6 +13,9 @@ command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v update-binfmts >/dev/null 2>&1 || need+=(binfmt-support)
 # LibreOffice Calc, headless: the test that summary.csv's numbers arrive in a spreadsheet as numbers
 command -v soffice >/dev/null 2>&1 || need+=(libreoffice-calc-nogui)
+# headless Chromium and its WebDriver: the test that report.html loads, shows and sorts in a real browser
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 # the loopback board user gets a venv built from the system python3 (like a Pi's)
 [ -x /usr/bin/python3 ] || need+=(python3)
 /usr/bin/python3 -c "import ensurepip, venv" >/dev/null 2>&1 || need+=(python3-venv)
