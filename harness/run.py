@@ -16,6 +16,7 @@ from pathlib import Path
 
 from harness.bench import BenchItem, load_item, measure
 from harness.history import add_db_options, record_folder
+from harness.tracking import add_mlflow_options, log_if_asked
 from harness.options import add_provider_option, add_target_options, output_folder, targets_from
 from harness.console import Progress, format_summary
 from targets.errors import EdgebenchError, TargetError
@@ -42,6 +43,7 @@ def configure(p: argparse.ArgumentParser) -> None:
                         "of the targets (overrides the experiment's build.int8_select_on)")
     add_target_options(p)
     add_db_options(p)
+    add_mlflow_options(p)
 
 
 @dataclass(frozen=True)
@@ -194,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
     print("\n".join(format_summary(rows)))
     print(f"results: {out}/summary.csv\nreport:  {report}")
     record_folder(args, "run", out)
+    logged = log_if_asked(args, out)
     failed = [r for r in rows if r["status"] != "ok"]
     for name, error in target_errors.items():
         print(f"error: target {name}: {error}", file=sys.stderr)
@@ -202,4 +205,4 @@ def run(args: argparse.Namespace) -> int:
         raise_line = f"{first['variant']} on {first['target']}: {first['error']}"
         print(f"error: {raise_line} ({len(failed)} of {len(rows)} rows failed; see {out}/summary.csv)",
               file=sys.stderr)
-    return 1 if failed or target_errors else 0
+    return 1 if failed or target_errors or logged else 0

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.history import add_db_options, record_folder
+from harness.tracking import add_mlflow_options, log_if_asked
 from harness.options import add_measure_options, add_target_options, output_folder, run_specs_from, targets_from
 
 EXIT_MEASUREMENT_FAILED = 1
@@ -21,6 +22,7 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="compare each result with the last stored result of the same model, variant, target and "
                         "settings in the results database (separate runs: a stored-result comparison)")
     add_db_options(p)
+    add_mlflow_options(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     if args.baseline_from_history:
         compare_with_history(args, out)
     record_folder(args, "bench", out)
-    return report_failures(rows)
+    logged = log_if_asked(args, out)
+    return report_failures(rows) or logged
 
 
 def compare_with_history(args: argparse.Namespace, out: Path) -> None:
