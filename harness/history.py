@@ -29,6 +29,7 @@ import numpy as np
 
 from harness import __version__
 from targets.errors import EdgebenchError
+from targets.fileio import cell_number
 
 # The identity of a result (what a trend follows), in summary.csv's column names.
 IDENTITY = ("model", "variant", "target", "batch_size", "threads", "settings_hash")
@@ -129,14 +130,6 @@ def _migrate(con: sqlite3.Connection, path: Path) -> None:
         raise
 
 
-def _float(text: Any) -> float | None:
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        return None
-    return value if np.isfinite(value) else None
-
-
 def identity(row: dict[str, Any]) -> tuple[str, ...]:
     return tuple(str(row.get(k) or "") for k in IDENTITY)
 
@@ -157,8 +150,8 @@ def record_results(path: Path, command: str, run_dir: Path, rows: Sequence[dict[
                     "latency_ms_ci95_low, latency_ms_ci95_high, hostname, row_json) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (row.get("timestamp_utc") or "", command, __version__, str(run_dir.resolve()), row.get("run_id"),
-                     *key, row.get("artifact_sha256"), row.get("status") or "", _float(row.get("latency_ms_median")),
-                     _float(row.get("latency_ms_ci95_low")), _float(row.get("latency_ms_ci95_high")),
+                     *key, row.get("artifact_sha256"), row.get("status") or "", cell_number(row.get("latency_ms_median")),
+                     cell_number(row.get("latency_ms_ci95_low")), cell_number(row.get("latency_ms_ci95_high")),
                      row.get("hostname"), json.dumps(row)))
                 if cur.rowcount != 1:
                     continue
@@ -201,8 +194,8 @@ def _insert_comparisons(path: Path, out_dir: Path, rows: Sequence[Any]) -> int:
                     "INSERT OR IGNORE INTO comparisons (time_utc, tool_version, out_dir, baseline, candidate, target, "
                     "ratio_median, ratio_ci95_low, ratio_ci95_high, verdict, gate, row_json) "
                     "VALUES (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (__version__, str(out_dir.resolve()), r.baseline, r.candidate, r.target, _float(r.ratio_median),
-                     _float(r.ratio_ci95_low), _float(r.ratio_ci95_high), r.verdict, r.gate or None,
+                    (__version__, str(out_dir.resolve()), r.baseline, r.candidate, r.target, cell_number(r.ratio_median),
+                     cell_number(r.ratio_ci95_low), cell_number(r.ratio_ci95_high), r.verdict, r.gate or None,
                      json.dumps(asdict(r), default=str)))
                 added += cur.rowcount
             con.execute("COMMIT")

@@ -18,6 +18,7 @@ import argparse
 import csv
 import hashlib
 import io
+import math
 import os
 import sys
 import tempfile
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from targets.errors import EdgebenchError
+from targets.fileio import cell_number
 
 DEFAULT_EXPERIMENT = "edgebench"
 ROW_TAG = "edgebench.row"
@@ -64,14 +66,6 @@ def row_key(row: dict[str, str], folder: Path) -> str:
     parts = [str(folder.resolve()), *(row.get(k) or "" for k in ("model", "variant", "target", "batch_size",
                                                                   "threads", "settings_hash", "timestamp_utc"))]
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
-
-
-def _number(text: str | None) -> float | None:
-    try:
-        value = float(text)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return value if value == value and abs(value) != float("inf") else None
 
 
 def _manifest(folder: Path, row: dict[str, str]) -> Path | None:
@@ -130,7 +124,7 @@ def _log_row(client: Any, experiment_id: str, folder: Path, row: dict[str, str],
     run_id = run.info.run_id
     params = {k: row.get(k) or "" for k in PARAMS}
     params["recipe"] = _describe(row.get("variant") or "")
-    metrics = {k: v for k in METRICS if (v := _number(row.get(k))) is not None}
+    metrics = {k: v for k in METRICS if (v := cell_number(row.get(k))) is not None and math.isfinite(v)}
     client.log_batch(run_id, metrics=[Metric(k, v, 0, 0) for k, v in metrics.items()],
                      params=[Param(k, str(v)[:6000]) for k, v in params.items()],
                      tags=[RunTag("mlflow.note.content", f"edgebench {row.get('variant')} on {row.get('target')}")])

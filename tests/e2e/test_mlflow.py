@@ -119,7 +119,7 @@ def test_a_folder_logged_again_is_not_duplicated_and_report_adds_plots(mlflow_se
 
 
 def test_an_unreachable_server_costs_one_line_and_no_result(measured, tmp_path):
-    folder, models, _ = measured
+    _, models, _ = measured
     out = tmp_path / "out"
     start = time.monotonic()
     proc = edgebench("bench", models[0], "--processes", "2", "--min-time", "0.1", "-q", "--out", out, "--mlflow",
