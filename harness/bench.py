@@ -39,6 +39,8 @@ from targets.runner import PERMANENT_STATUSES
 PERMANENT_FAILURES = PERMANENT_STATUSES | {"invalid_graph"}
 
 Progress = Callable[[str], None]
+# (target, process count, total or None, the line it would print): a runner process starts
+Advance = Callable[[str, int, "int | None", str], None]
 
 
 @dataclass(frozen=True)
@@ -138,9 +140,11 @@ class Scheduler:
     """Runs items on one target in interleaved rounds and reports each measurement as it completes."""
 
     def __init__(self, target: Target, spec: RunSpec, folder: RunFolder, run_id: str,
-                 progress: Progress, seed: int = 0) -> None:
+                 progress: Progress, seed: int = 0, advance: Advance | None = None) -> None:
         self.target, self.spec, self.folder, self.run_id = target, spec, folder, run_id
         self.progress = progress
+        # a runner process starts: a bar moves on a terminal, else the same line as any other progress
+        self.advance: Advance = advance or (lambda target, count, total, message: progress(message))
         self.rng = random.Random(seed)
         self.settings = spec.settings_key()
         self.settings_hash = spec.settings_hash()
@@ -240,8 +244,8 @@ class Scheduler:
                 for p in order:
                     count += 1
                     counter = f"[{count}]" if adaptive else f"[{count}/{total}]"
-                    self.progress(f"{self.target.name}: {counter} {p.item.variant} "
-                                  f"process {index + 1}/{each}")
+                    self.advance(self.target.name, count, None if adaptive else total,
+                                 f"{self.target.name}: {counter} {p.item.variant} process {index + 1}/{each}")
                     run = self._measure_once(p, index)
                     p.runs.append(run)
                     if not run.ok and run.status in PERMANENT_FAILURES:
@@ -307,9 +311,18 @@ def measure(items: Sequence[BenchItem], targets: Sequence[Target], spec: RunSpec
         with lock:
             progress(message)
 
+    def tick(target: str, count: int, total: int | None, message: str) -> None:
+        if stop.is_set():
+            raise _Stopped()
+        with lock:
+            if hasattr(progress, "advance"):
+                progress.advance(target, count, total, message)
+            else:
+                progress(message)
+
     def one(target: Target) -> TargetOutcome:
         outcome = TargetOutcome(target.name)
-        scheduler = Scheduler(target, spec, folder, run_id, say, seed)
+        scheduler = Scheduler(target, spec, folder, run_id, say, seed, advance=tick)
         target.on_lock_wait = say
         try:
             target.open()
@@ -323,6 +336,9 @@ def measure(items: Sequence[BenchItem], targets: Sequence[Target], spec: RunSpec
             outcome.error = scheduler.error
         finally:
             target.close()
+        if hasattr(progress, "finish"):
+            with lock:
+                progress.finish(target.name)
         return outcome
 
     if len(targets) == 1:

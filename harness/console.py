@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
+import re
 import sys
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
@@ -67,16 +70,79 @@ def format_summary(rows: Iterable[Any]) -> list[str]:
 
 
 class Progress:
-    """Progress lines on stderr with elapsed time; silent with quiet=True (CI logs)."""
+    """Progress on stderr with elapsed time: one live bar per target with an ETA on a terminal (tqdm), plain
+    lines in a log (not a terminal, TERM=dumb, or EDGEBENCH_PROGRESS=lines); silent with quiet=True.
 
-    def __init__(self, quiet: bool = False, stream: TextIO | None = None) -> None:
+    Lines (`progress(message)`) are the same in both modes; on a terminal they print above the bars, and
+    `advance` moves a target's bar instead of printing its "[i/n] variant process k/m" line.
+    tqdm and not rich: the same import time here (55 vs 58 ms) at 0.6 MB against 13.5 MB with pygments and
+    markdown-it, and `bench` stays light enough for a 512 MB board."""
+
+    def __init__(self, quiet: bool = False, stream: TextIO | None = None, bars: bool | None = None) -> None:
         self.quiet = quiet
         self.stream = stream or sys.stderr
         self.start = time.monotonic()
+        self.bars = (not quiet) and (_terminal(self.stream) if bars is None else bars)
+        self._bars: dict[str, Any] = {}
+        self._lock = threading.RLock()
 
     def __call__(self, message: str) -> None:
         if self.quiet:
             return
-        elapsed = time.monotonic() - self.start
-        self.stream.write(f"[{elapsed:6.1f}s] {message}\n")
-        self.stream.flush()
+        line = f"[{time.monotonic() - self.start:6.1f}s] {message}"
+        with self._lock:
+            if self._bars:
+                from tqdm import tqdm
+
+                tqdm.write(line, file=self.stream)
+            else:
+                self.stream.write(line + "\n")
+                self.stream.flush()
+
+    def advance(self, target: str, count: int, total: int | None, message: str) -> None:
+        """Runner process `count` of `total` (None: not known ahead, --precision) starts on `target`."""
+        if self.quiet:
+            return
+        if not self.bars:
+            self(message)
+            return
+        from tqdm import tqdm
+
+        with self._lock:
+            bar = self._bars.get(target)
+            if bar is None or count == 1:  # a new measurement phase (run measures one model after another)
+                if bar is not None:
+                    bar.reset(total=total)
+                else:
+                    bar = self._bars[target] = tqdm(
+                        total=total, desc=target, unit="process", position=len(self._bars), file=self.stream,
+                        dynamic_ncols=True, leave=True, mininterval=0.2,
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} processes "
+                                   "[{elapsed}<{remaining}]{postfix}")
+            bar.set_postfix_str(re.sub(r"^[^:]*: \[[^\]]*\] ", "", message), refresh=False)  # variant, process
+            bar.update(count - 1 - bar.n)  # the processes before this one are done
+
+    def finish(self, target: str) -> None:
+        """`target` measured all it had to: its bar full."""
+        with self._lock:
+            bar = self._bars.get(target)
+            if bar is not None:
+                bar.set_postfix_str("done", refresh=False)
+                bar.update((bar.total or bar.n) - bar.n)
+                bar.refresh()
+
+    def close(self) -> None:
+        with self._lock:
+            for bar in self._bars.values():
+                bar.close()
+            self._bars.clear()
+
+
+def _terminal(stream: TextIO) -> bool:
+    if os.environ.get("EDGEBENCH_PROGRESS") == "lines" or os.environ.get("TERM") == "dumb":
+        return False
+    try:
+        # a terminal of no width (a pty nobody sized) would show no bar at all: lines there
+        return stream.isatty() and os.get_terminal_size(stream.fileno()).columns > 0
+    except (AttributeError, ValueError, OSError):
+        return False

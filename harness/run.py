@@ -185,11 +185,14 @@ def run(args: argparse.Namespace) -> int:
             progress(f"resuming: {redo} failed measurement(s) will be redone")
         run_id = new_run_id()
         target_errors: dict[str, str] = {}
-        for model in models:
-            items, test_data = _build(model, experiment, out, targets, progress)
-            for spec, on in _specs_per_target(experiment, cores, test_data, targets):
-                outcomes = measure(items, on, spec, folder, run_id, progress, seed=spec.seed)
-                target_errors.update({o.target: o.error for o in outcomes if o.error})
+        try:
+            for model in models:
+                items, test_data = _build(model, experiment, out, targets, progress)
+                for spec, on in _specs_per_target(experiment, cores, test_data, targets):
+                    outcomes = measure(items, on, spec, folder, run_id, progress, seed=spec.seed)
+                    target_errors.update({o.target: o.error for o in outcomes if o.error})
+        finally:
+            progress.close()  # the bars end before the summary table prints
         folder.sync()  # the report reads summary.csv and samples.csv: every measurement in them first
         report = write_report(out)
     rows = read_csv_rows(out / "summary.csv")

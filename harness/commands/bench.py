@@ -47,9 +47,12 @@ def run(args: argparse.Namespace) -> int:
     with RunFolder(out, progress) as folder:  # an earlier, interrupted bench into the same --out resumes
         progress(f"run {run_id}: {len(items)} model(s) x {len(targets)} target(s){sweep} x {spec.processes} "
                  f"processes -> {out}")
-        for spec in specs:  # a --streams sweep: one stream count after the other, each interleaved over the models
-            outcomes = measure(items, targets, spec, folder, run_id, progress, seed=args.seed)
-            rows += [r for o in outcomes for r in o.rows]
+        try:
+            for spec in specs:  # a --streams sweep: one stream count after the other, each interleaved over models
+                outcomes = measure(items, targets, spec, folder, run_id, progress, seed=args.seed)
+                rows += [r for o in outcomes for r in o.rows]
+        finally:
+            progress.close()  # the bars end before the summary table prints
     if not rows and items:
         print(f"everything is already measured in {out} (remove it or give another --out to measure again)")
         return 0
