@@ -12,10 +12,12 @@ import copy
 import hashlib
 import json
 import shutil
+import socket
 import tempfile
 import time
 import traceback
 from collections.abc import Callable
+from typing import Any
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -35,7 +37,7 @@ from export.graphfacts import graph_stats
 from export.library_log import LOG_FILE, LibraryLog
 from export.onnx_export import compact_names, export_checked, ort_session
 from export.quantize import quantize_dynamic_int8, quantize_static_int8, quick_latency_ratio
-from export.train import CLUSTER_FINETUNE_RECIPE, FINETUNE_RECIPE, STRUCTURED_FINETUNE_RECIPE, TRAIN_RECIPE, Recipe, cache_dir, cache_key, set_threads, train_cached
+from export.train import CLUSTER_FINETUNE_RECIPE, FINETUNE_RECIPE, STRUCTURED_FINETUNE_RECIPE, TRAIN_RECIPE, Recipe, cache_dir, cache_key, set_threads, train_cached, training_device
 from export.methods import METHODS, Method
 from export.variants import Variant, parse_variants
 from export.zoo import load_model
@@ -88,6 +90,7 @@ class _Context:
     float_models: dict[str, tuple[nn.Module, list[dict], dict]] = field(default_factory=dict)
     exporter: str = "auto"  # after the preflight: "dynamo" when the legacy exporter failed on this model
     exporter_skipped: list[dict] = field(default_factory=list)  # why (recorded in every manifest)
+    train_device: str = "cpu"  # where fine-tuning runs (--train-device, resolved: cpu or cuda)
     _machine: dict | None = None
 
     @property
@@ -108,6 +111,8 @@ def _inputs_hash(ctx: _Context, variant: Variant) -> str:
     }
     if variant.quant == "int8":  # the chosen form depends on the CPU that measured the forms
         key["int8_machine"] = {k: ctx.int8_machine.get(k) for k in ("arch", "cpu_features", "onnxruntime")}
+    if ctx.train_device != "cpu":  # a GPU's arithmetic gives other weights (cpu leaves the key as it was)
+        key["train_device"] = ctx.train_device
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -119,7 +124,30 @@ def _build_float(ctx: _Context, base: Variant, progress: Progress) -> tuple[nn.M
     return ctx.float_models[str(base)]
 
 
+def failure_record(exc: BaseException, trace: str) -> dict:
+    """A variant's failed build as its manifest says it: the error class and the message (a traceback's
+    last lines when the error is not one of ours)."""
+    msg = str(exc) if isinstance(exc, EdgebenchError) else (
+        f"{type(exc).__name__}: {exc} | " + " | ".join(trace.strip().splitlines()[-3:]))
+    return {"status": type(exc).__name__, "error": msg}
+
+
+def resolve_device(requested: str) -> str:
+    """--train-device: auto is cuda when this machine has a GPU torch can use, else cpu."""
+    available = torch.cuda.is_available()
+    if requested == "cuda" and not available:
+        raise EdgebenchError("--train-device cuda: torch sees no CUDA GPU on this machine "
+                             f"({socket.gethostname()}); use --train-device auto or cpu")
+    return ("cuda" if available else "cpu") if requested == "auto" else requested
+
+
 def _build_variant(ctx: _Context, variant: Variant, vdir: Path, progress: Progress) -> dict:
+    with training_device(ctx.train_device):
+        built = _build_variant_on(ctx, variant, vdir, progress)
+    return {**built, "train_device": ctx.train_device}
+
+
+def _build_variant_on(ctx: _Context, variant: Variant, vdir: Path, progress: Progress) -> dict:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     model, steps, shared = _build_float(ctx, variant.base, progress)
@@ -332,13 +360,15 @@ def preflight(ctx: _Context, variants: list[Variant], progress: Progress) -> dic
 def compress(model: str, variants: list[str], out_dir: Path, *, weights: Path | None = None,
              input_shape: tuple[int, ...] | None = None, data: Path | None = None,
              progress: Progress | None = None, options: BuildOptions | None = None,
-             int8_evaluator: int8.Evaluator | None = None) -> list[dict]:
+             int8_evaluator: int8.Evaluator | None = None, executor: str = "local",
+             train_device: str = "cpu") -> list[dict]:
     """Build ``out_dir/<variant>/model.onnx`` + ``manifest.json`` per variant and ``out_dir/artifacts.csv``.
 
     Returns one manifest dict per variant, in the order given; failed variants have ``status`` != "ok"
     and an ``error`` message, and do not stop the others. ``int8_evaluator`` measures the INT8 forms
     (default: this machine, in this process). What the libraries print goes to ``out_dir/compress.log``;
-    ``progress`` lines still reach the terminal.
+    ``progress`` lines still reach the terminal. ``executor`` `dask://HOST:PORT` builds each variant as a
+    task on a Dask cluster (export/remote.py); ``train_device`` auto, cpu or cuda for fine-tuning.
     """
     options = options or BuildOptions()
     parsed = parse_variants(variants)  # bad specs fail before any training
@@ -347,17 +377,18 @@ def compress(model: str, variants: list[str], out_dir: Path, *, weights: Path | 
     with LibraryLog(out_dir / LOG_FILE) as log:
         say = log.progress(progress or (lambda s: None))
         ctx = prepare(model, weights=weights, input_shape=input_shape, data=data, options=options)
+        # auto on a cluster is each worker's own choice (its GPU, if it has one); here it is ours
+        remote_auto = executor != "local" and train_device == "auto"
+        ctx.train_device = train_device if remote_auto else resolve_device(train_device)
         if int8_evaluator is not None:
             ctx.evaluator = int8_evaluator
-        return _compress(ctx, parsed, out_dir, say)
+        return _compress(ctx, parsed, out_dir, say, executor)
 
 
-def _compress(ctx: _Context, parsed: list[Variant], out_dir: Path, progress: Progress) -> list[dict]:
+def _compress(ctx: _Context, parsed: list[Variant], out_dir: Path, progress: Progress,
+              executor: str = "local") -> list[dict]:
     data_file = write_npz(out_dir / "data.npz", ctx.data.x_test, ctx.data.y_test)
-    machine = int8.build_machine()
-    build_facts = {"build_machine": machine, "build_arch": machine.get("arch"), "build_cpu_model": machine.get("cpu_model"),
-                   "build_cpu_features": features_text(machine.get("cpu_features")),
-                   "build_onnxruntime": machine.get("onnxruntime"),
+    build_facts = {**_build_facts(int8.build_machine()),
                    "test_data_fingerprint": data_fingerprint(ctx.data.x_test, ctx.data.y_test)}
     hashes = {str(v): _inputs_hash(ctx, v) for v in parsed}
     to_build = [v for v in parsed if _reusable(out_dir / v.dir_name, hashes[str(v)]) is None
@@ -365,6 +396,7 @@ def _compress(ctx: _Context, parsed: list[Variant], out_dir: Path, progress: Pro
     refused = preflight(ctx, to_build, progress) if to_build else {}
     if to_build and len(refused) < len(to_build):
         train(ctx, progress)
+    remote = _submit(ctx, [v for v in to_build if str(v) not in refused], executor, progress)
     results: list[dict] = []
     for v in parsed:
         vdir = out_dir / v.dir_name
@@ -394,13 +426,17 @@ def _compress(ctx: _Context, parsed: list[Variant], out_dir: Path, progress: Pro
         try:
             if str(v) in refused:
                 raise EdgebenchError(refused[str(v)])
-            built = _build_variant(ctx, v, vdir, progress)
+            if str(v) in remote:
+                built, machine = _collect(remote[str(v)], vdir, progress, str(v))
+                if v.quant == "int8":  # the worker's CPU measured the INT8 forms: its facts, not ours
+                    base.update(_build_facts(machine))
+            else:
+                built = _build_variant(ctx, v, vdir, progress)
         except Exception as exc:  # failures are data: this variant's row says why, the rest go on
-            msg = str(exc) if isinstance(exc, EdgebenchError) else (
-                f"{type(exc).__name__}: {exc} | " + " | ".join(traceback.format_exc().strip().splitlines()[-3:]))
-            built = {"status": type(exc).__name__, "error": msg}
+            built = failure_record(exc, traceback.format_exc())
+        if built.get("status") != "ok":
             (vdir / "model.onnx").unlink(missing_ok=True)
-            progress(f"{v}: FAILED: {msg}")
+            progress(f"{v}: FAILED: {built.get('error')}")
         manifest = {**base, **built, "build_seconds": round(time.perf_counter() - t0, 3), "reused": False}
         vdir.mkdir(parents=True, exist_ok=True)
         mf.write_json_atomic(vdir / "manifest.json", manifest)
@@ -409,3 +445,35 @@ def _compress(ctx: _Context, parsed: list[Variant], out_dir: Path, progress: Pro
         results.append(manifest)
         mf.write_artifacts_csv(out_dir / "artifacts.csv", results)
     return results
+
+
+def _build_facts(machine: dict) -> dict:
+    return {"build_machine": machine, "build_arch": machine.get("arch"), "build_cpu_model": machine.get("cpu_model"),
+            "build_cpu_features": features_text(machine.get("cpu_features")),
+            "build_onnxruntime": machine.get("onnxruntime")}
+
+
+def _submit(ctx: _Context, variants: list[Variant], executor: str, progress: Progress) -> dict[str, Any]:
+    """Each variant as a task of the cluster `executor` names (none for local builds): {variant: future}."""
+    from export import remote
+
+    if executor == remote.LOCAL or not variants:
+        return {}
+    cluster = remote.executor_for(executor, progress)
+    futures = {str(v): cluster.submit(remote.job_for(ctx, v)) for v in variants}
+    progress(f"{len(futures)} variant(s) sent to the cluster; the base model was trained once, here")
+    return futures
+
+
+def _collect(future: Any, vdir: Path, progress: Progress, name: str) -> tuple[dict, dict]:
+    """A remote build's result written into ``vdir`` as a local build writes it."""
+    done = future.result()
+    for line in done.log:
+        progress(line)
+    vdir.mkdir(parents=True, exist_ok=True)
+    for file_name, data in done.files.items():
+        tmp = vdir / (file_name + ".part")
+        tmp.write_bytes(data)
+        tmp.replace(vdir / file_name)
+    progress(f"{name}: built on {done.worker}")
+    return {**done.built, "built_on": done.worker}, done.machine

@@ -14,6 +14,7 @@ from export.build import BuildOptions, compress
 from export.library_log import LOG_FILE
 from export.onnx_export import EXPORTER_CHOICES
 from export.prune import ALLOCATIONS
+from export.remote import add_executor_options
 from export.quantize import CALIBRATIONS
 from export.variants import VALID_FORMS
 from targets.errors import EdgebenchError
@@ -63,6 +64,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "default) or a target (local, ssh://[user@]host[:port], a Host alias) - the CPU the "
                              "file is for")
     add_connection_options(parser)
+    add_executor_options(parser)
     parser.add_argument("--round-to", type=int, default=8, help="keep channel counts a multiple of this (0 = off)")
     parser.add_argument("--exporter", choices=EXPORTER_CHOICES, default="auto",
                         help="auto (default): the legacy TorchScript exporter, and torch's dynamo exporter when "
@@ -131,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    build = dict(weights=args.weights, input_shape=args.input_shape, data=args.data, progress=progress, options=options)
+    build = dict(weights=args.weights, input_shape=args.input_shape, data=args.data, progress=progress, options=options,
+                 executor=args.executor, train_device=args.train_device)
     if args.int8_select_on == "build":
         rows = compress(args.model, args.variants, args.out, **build)
     else:

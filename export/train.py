@@ -6,11 +6,13 @@ data + recipe + torch version, so the main job trains once and later runs start 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -21,6 +23,19 @@ from torch import nn
 
 from export.data import Dataset
 from targets.fileio import atomic_output
+
+
+_DEVICE = contextvars.ContextVar("edgebench_train_device", default="cpu")
+
+
+@contextlib.contextmanager
+def training_device(device: str) -> Iterator[None]:
+    """Fine-tuning inside runs on `device` (cpu or cuda); the model comes back to the CPU for export."""
+    token = _DEVICE.set(device)
+    try:
+        yield
+    finally:
+        _DEVICE.reset(token)
 
 
 def set_threads() -> int:
@@ -114,6 +129,9 @@ def fit(model: nn.Module, data: Dataset, recipe: Recipe = TRAIN_RECIPE,
     y = torch.from_numpy(data.y_train)
     # scale the shift to the input size so 1 px of an 8x8 digit is the same motion at 32x32
     pixels = recipe.shift * max(1, x.shape[-1] // 8) if x.shape[-1] >= 8 else 0
+    device = _DEVICE.get()
+    if device != "cpu":  # a GPU where the worker has one (--train-device); batches follow the model there
+        model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
     steps = recipe.epochs * ((len(x) + recipe.batch_size - 1) // recipe.batch_size)
@@ -123,9 +141,9 @@ def fit(model: nn.Module, data: Dataset, recipe: Recipe = TRAIN_RECIPE,
         order = torch.randperm(len(x), generator=gen)
         for i in range(0, len(x), recipe.batch_size):
             idx = order[i:i + recipe.batch_size]
-            xb = _shift(x[idx], pixels, gen)
+            xb = _shift(x[idx], pixels, gen).to(device)
             opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(xb), y[idx]).backward()
+            F.cross_entropy(model(xb), y[idx].to(device)).backward()
             if grad_hook is not None:
                 grad_hook(model)
             opt.step()
@@ -133,6 +151,7 @@ def fit(model: nn.Module, data: Dataset, recipe: Recipe = TRAIN_RECIPE,
             if after_step is not None:
                 with torch.no_grad():
                     after_step(model)
+    model.to("cpu")
     recalibrate_batchnorm(model, x)
     return model.eval()
 

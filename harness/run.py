@@ -17,6 +17,7 @@ from pathlib import Path
 from harness.bench import BenchItem, load_item, measure
 from harness.history import add_db_options, record_folder
 from harness.tracking import add_mlflow_options, log_if_asked
+from export.remote import add_executor_options
 from harness.options import add_provider_option, add_target_options, output_folder, targets_from
 from harness.console import Progress, format_summary
 from targets.errors import EdgebenchError, TargetError
@@ -44,6 +45,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     add_target_options(p)
     add_db_options(p)
     add_mlflow_options(p)
+    add_executor_options(p)
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,7 @@ def _specs_per_target(experiment: Experiment, cores: dict[str, int | None], test
 
 
 def _build(model: PreparedModel, experiment: Experiment, out: Path, targets: list,
-           progress: Progress) -> tuple[list[BenchItem], Path | None]:
+           progress: Progress, executor: str = "local", train_device: str = "cpu") -> tuple[list[BenchItem], Path | None]:
     """Build (or reuse) the model's variants; returns bench items and the test split the targets evaluate."""
     from export import int8
     from export.build import BuildOptions, compress
@@ -124,7 +126,7 @@ def _build(model: PreparedModel, experiment: Experiment, out: Path, targets: lis
     folder = out / "artifacts" / model.name
     options = BuildOptions(int8_select_on=experiment.int8_select_on, int8_tolerance=experiment.int8_tolerance)
     build = dict(weights=model.weights, input_shape=model.input_shape, data=experiment.data, progress=progress,
-                 options=options)
+                 options=options, executor=executor, train_device=train_device)
     variants = experiment.build_variants()
     if experiment.int8_select_on == "build":
         rows = compress(model.spec, variants, folder, **build)
@@ -187,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
         target_errors: dict[str, str] = {}
         try:
             for model in models:
-                items, test_data = _build(model, experiment, out, targets, progress)
+                items, test_data = _build(model, experiment, out, targets, progress, args.executor, args.train_device)
                 for spec, on in _specs_per_target(experiment, cores, test_data, targets):
                     outcomes = measure(items, on, spec, folder, run_id, progress, seed=spec.seed)
                     target_errors.update({o.target: o.error for o in outcomes if o.error})

@@ -124,7 +124,7 @@ def explain_ssh_failure(stderr: str, name: str, dest: dict[str, str]) -> SshErro
     return SshError(f"ssh to {name} failed: {_last_line(text) or 'no message from ssh'}", "unreachable")
 
 
-def _die_with_us() -> tuple[list[str], Callable[[], None] | None]:
+def die_with_us() -> tuple[list[str], Callable[[], None] | None]:
     """(command prefix, preexec_fn) that make a child get SIGTERM when this process dies, even by SIGKILL.
 
     The kernel's parent-death signal: util-linux `setpriv --pdeathsig` where it exists (no Python code
@@ -270,7 +270,7 @@ class SshTarget(Target):
             self._ctl_dir = Path(tempfile.mkdtemp(prefix=f"{CONTROL_PREFIX}{os.getpid()}-"))
             log_path = self._ctl_dir / "master.log"
             sock = self._ctl_dir / "cm"
-            prefix, preexec = _die_with_us()
+            prefix, preexec = die_with_us()
             with open(log_path, "wb") as log:
                 # ControlPersist=no keeps the master in the foreground as our child: its PID is ours to stop,
                 # and the parent-death signal ends it with us (a persisting master would detach from both).
