@@ -88,6 +88,14 @@ class BoardLock:
             proc.stdin.flush()
         except OSError:
             pass  # the process is gone already: its output says why
+        try:
+            return self._wait(proc, stderr, timeout_s, on_wait)
+        except BaseException:
+            self._stop(proc)  # interrupted while waiting (Ctrl-C, the run stopping): no runner left polling
+            raise
+
+    def _wait(self, proc: subprocess.Popen[bytes], stderr: Any, timeout_s: float | None,
+              on_wait: Callable[[str], None]) -> dict[str, Any]:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s + _SLACK_S
         buffered = b""
         while True:

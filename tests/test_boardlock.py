@@ -178,3 +178,30 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "Z"
+
+
+def test_a_wait_that_is_interrupted_leaves_no_lock_runner_behind(tmp_path, monkeypatch):
+    path = tmp_path / "board.lock"
+    first = other_edgebench(path)
+    started: list[subprocess.Popen] = []
+    real_popen = subprocess.Popen
+
+    def recording(*args, **kwargs):
+        started.append(real_popen(*args, **kwargs))
+        return started[-1]
+
+    class Stop(Exception):
+        pass
+
+    def interrupted(message: str) -> None:  # what `measure` does once the run is stopped: raise from the line
+        raise Stop(message)
+
+    monkeypatch.setattr(subprocess, "Popen", recording)
+    try:
+        with pytest.raises(Stop):
+            BoardLock(RUNNER, "pi@board", str(path)).acquire(30, interrupted)
+    finally:
+        first.stdin.close()
+        first.wait(10)
+    (runner,) = started
+    assert runner.wait(10) == 0  # its stdin closed: it stopped waiting and exited
