@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from tests import onnx_models
 from tests.e2e.test_bench_cli import edgebench
@@ -10,6 +11,7 @@ from tests.e2e.test_bench_cli import edgebench
 QUICK = ["--processes", "4", "--min-time", "0.1", "--min-iterations", "5", "--threads", "1", "-q"]
 
 
+@pytest.mark.slow  # two benches and a compare: about 13 s
 def test_bench_appends_history_reads_and_the_next_bench_compares_with_the_last_stored_run(tmp_path):
     db = tmp_path / "h.sqlite"
     model = onnx_models.mlp(tmp_path / "m.onnx")
