@@ -19,6 +19,7 @@ import json
 import os
 import sqlite3
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -98,7 +99,7 @@ def connect(path: Path, create: bool = True) -> Iterator[sqlite3.Connection]:
         raise EdgebenchError(f"cannot open the results database {path}: {exc}; give another --db") from None
     try:
         con.execute("PRAGMA busy_timeout = 60000")
-        con.execute("PRAGMA journal_mode = WAL")
+        _use_wal(con)
         con.execute("PRAGMA foreign_keys = ON")
         _migrate(con, path)
         yield con
@@ -109,6 +110,44 @@ def connect(path: Path, create: bool = True) -> Iterator[sqlite3.Connection]:
         con.close()
 
 
+def _retry_locked(step: Any) -> Any:
+    """`step()`, tried again while SQLite answers "database is locked" without waiting (it does so for a
+    journal-mode switch and for some WAL states, whatever the busy timeout), for at most a minute."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return step()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+@contextmanager
+def _transaction(con: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction: the write lock taken first (BEGIN IMMEDIATE), so two writers queue instead
+    of failing half-way; rolled back on any error."""
+    _retry_locked(lambda: con.execute("BEGIN IMMEDIATE"))
+    try:
+        yield
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def _use_wal(con: sqlite3.Connection) -> None:
+    """WAL mode (readers never block the writer), set once in the file. The switch takes the file's
+    exclusive lock, and SQLite refuses it at once when another process has the file open (seen in CI: two
+    first writers of a new file, "database is locked" in 0.4 s)."""
+
+    def switch() -> None:
+        if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            con.execute("PRAGMA journal_mode = WAL")
+
+    _retry_locked(switch)
+
+
 def _migrate(con: sqlite3.Connection, path: Path) -> None:
     version = con.execute("PRAGMA user_version").fetchone()[0]
     if version == SCHEMA_VERSION:
@@ -116,18 +155,13 @@ def _migrate(con: sqlite3.Connection, path: Path) -> None:
     if version > SCHEMA_VERSION:
         raise EdgebenchError(f"the results database {path} has schema version {version}, newer than this "
                              f"edgebench's {SCHEMA_VERSION}: upgrade edgebench, or give another --db")
-    con.execute("BEGIN IMMEDIATE")
-    try:
+    with _transaction(con):
         version = con.execute("PRAGMA user_version").fetchone()[0]  # another process may have migrated it
         for step in MIGRATIONS[version:]:
             for statement in step.split(";"):
                 if statement.strip():
                     con.execute(statement)
         con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
 
 
 def identity(row: dict[str, Any]) -> tuple[str, ...]:
@@ -139,30 +173,24 @@ def record_results(path: Path, command: str, run_dir: Path, rows: Sequence[dict[
     """Append summary rows (as read from summary.csv) with their samples (per process, by identity); rows
     already stored (same folder, identity, sha256 and time) are skipped. Returns how many were added."""
     added = 0
-    with connect(path) as con:
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            for row in rows:
-                key = identity(row)
-                cur = con.execute(
-                    "INSERT OR IGNORE INTO results (time_utc, command, tool_version, run_dir, run_id, model, variant, "
-                    "target, batch_size, threads, settings_hash, model_sha256, status, latency_ms_median, "
-                    "latency_ms_ci95_low, latency_ms_ci95_high, hostname, row_json) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (row.get("timestamp_utc") or "", command, __version__, str(run_dir.resolve()), row.get("run_id"),
-                     *key, row.get("artifact_sha256"), row.get("status") or "", cell_number(row.get("latency_ms_median")),
-                     cell_number(row.get("latency_ms_ci95_low")), cell_number(row.get("latency_ms_ci95_high")),
-                     row.get("hostname"), json.dumps(row)))
-                if cur.rowcount != 1:
-                    continue
-                added += 1
-                for index, calls in enumerate(samples.get(key, [])):
-                    con.execute("INSERT INTO samples (result_id, process_index, latencies_ms) VALUES (?, ?, ?)",
-                                (cur.lastrowid, index, np.asarray(calls, dtype="<f8").tobytes()))
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+    with connect(path) as con, _transaction(con):
+        for row in rows:
+            key = identity(row)
+            cur = con.execute(
+                "INSERT OR IGNORE INTO results (time_utc, command, tool_version, run_dir, run_id, model, variant, "
+                "target, batch_size, threads, settings_hash, model_sha256, status, latency_ms_median, "
+                "latency_ms_ci95_low, latency_ms_ci95_high, hostname, row_json) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (row.get("timestamp_utc") or "", command, __version__, str(run_dir.resolve()), row.get("run_id"),
+                 *key, row.get("artifact_sha256"), row.get("status") or "", cell_number(row.get("latency_ms_median")),
+                 cell_number(row.get("latency_ms_ci95_low")), cell_number(row.get("latency_ms_ci95_high")),
+                 row.get("hostname"), json.dumps(row)))
+            if cur.rowcount != 1:
+                continue
+            added += 1
+            for index, calls in enumerate(samples.get(key, [])):
+                con.execute("INSERT INTO samples (result_id, process_index, latencies_ms) VALUES (?, ?, ?)",
+                            (cur.lastrowid, index, np.asarray(calls, dtype="<f8").tobytes()))
     return added
 
 
@@ -186,22 +214,16 @@ def _insert_comparisons(path: Path, out_dir: Path, rows: Sequence[Any]) -> int:
     from dataclasses import asdict
 
     added = 0
-    with connect(path) as con:
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            for r in rows:
-                cur = con.execute(
-                    "INSERT OR IGNORE INTO comparisons (time_utc, tool_version, out_dir, baseline, candidate, target, "
-                    "ratio_median, ratio_ci95_low, ratio_ci95_high, verdict, gate, row_json) "
-                    "VALUES (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (__version__, str(out_dir.resolve()), r.baseline, r.candidate, r.target, cell_number(r.ratio_median),
-                     cell_number(r.ratio_ci95_low), cell_number(r.ratio_ci95_high), r.verdict, r.gate or None,
-                     json.dumps(asdict(r), default=str)))
-                added += cur.rowcount
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+    with connect(path) as con, _transaction(con):
+        for r in rows:
+            cur = con.execute(
+                "INSERT OR IGNORE INTO comparisons (time_utc, tool_version, out_dir, baseline, candidate, target, "
+                "ratio_median, ratio_ci95_low, ratio_ci95_high, verdict, gate, row_json) "
+                "VALUES (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (__version__, str(out_dir.resolve()), r.baseline, r.candidate, r.target, cell_number(r.ratio_median),
+                 cell_number(r.ratio_ci95_low), cell_number(r.ratio_ci95_high), r.verdict, r.gate or None,
+                 json.dumps(asdict(r), default=str)))
+            added += cur.rowcount
     return added
 
 
